@@ -1,0 +1,57 @@
+# The course's commands. Only Python 3.11+ and make are needed; everything else lands in .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  ?= torch==2.13.0
+KERNEL ?= minidiff3d
+
+.PHONY: lab test unit notebooks course exercises check-exercises outputs bench clean
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"minidiff3d needs Python 3.11+, found {sys.version.split()[0]}"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# torch goes first, pinned exactly, so that the package's range is already satisfied
+# and pip never pulls a CUDA build.
+$(VENV)/.course: pyproject.toml | $(PY)
+	$(PIP) install $(TORCH)
+	$(PIP) install -e ".[course]"
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (minidiff3d)"
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.course
+	$(PIP) install -e ".[course,dev]"
+	touch $@
+
+lab: $(VENV)/.course
+	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ARGS)
+
+# Unit tests, every chapter and solution notebook under nbval in quick mode,
+# and a smoke run of the exercise notebooks.
+test: $(VENV)/.dev
+	MINIDIFF3D_QUICK=1 $(PY) -m pytest tests notebooks solutions exercises $(PYTEST_ARGS)
+
+unit: $(VENV)/.dev
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Every chapter, headless and in full mode, into build/ as HTML with a summary table.
+course: $(VENV)/.dev
+	$(PY) scripts/run_chapters.py --out build $(CHAPTERS)
+
+# Store full-mode outputs in the committed notebooks.
+outputs: $(VENV)/.dev
+	$(PY) scripts/run_chapters.py --inplace $(CHAPTERS)
+
+exercises: $(VENV)/.dev
+	$(PY) scripts/build_exercises.py
+
+check-exercises: $(VENV)/.dev
+	$(PY) scripts/build_exercises.py --check
+
+bench: $(VENV)/.dev
+	$(PY) benchmarks/toyworld_render.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,116 @@
+"""Figures for the course: image grids (matplotlib) and 3-D scenes (plotly ``go.Figure``).
+
+3-D helpers add traces to a figure and return it, so they chain:
+``plot_mesh(mesh, fig=plot_cameras(c2ws, 64, 64, focal))``. Scenes are z-up, as the world is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from .cameras import frustum_corners
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def image_grid(images, titles=None, ncols: int | None = None, size: float = 1.6):
+    """Show ``images [N,H,W,3]`` (or ``[N,H,W]``) in [0,1] as a grid; returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    images = _np(images)
+    n = len(images)
+    ncols = ncols or min(n, 8)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 * nrows if titles else 0)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, image) in enumerate(zip(axes.flat, images)):
+        ax.imshow(np.clip(image, 0, 1), cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def scene_figure(title: str | None = None, extent: float = 3.2, height: int = 500) -> go.Figure:
+    """An empty 3-D figure with equal axes over [-extent, extent]^3, viewed from the front-right, z up."""
+    axis = dict(range=[-extent, extent], zeroline=False)
+    return go.Figure(
+        layout=go.Layout(
+            title=title,
+            height=height,
+            margin=dict(l=0, r=0, t=40 if title else 0, b=0),
+            scene=dict(
+                xaxis=axis, yaxis=axis, zaxis=axis, aspectmode="cube",
+                camera=dict(up=dict(x=0, y=0, z=1), eye=dict(x=1.4, y=1.0, z=0.8)),
+            ),
+        )
+    )
+
+
+def plot_axes(fig: go.Figure | None = None, length: float = 1.0) -> go.Figure:
+    """World axes: x red, y green, z blue."""
+    fig = fig or scene_figure()
+    for k, colour in enumerate(("red", "green", "blue")):
+        end = np.zeros(3)
+        end[k] = length
+        fig.add_trace(go.Scatter3d(x=[0, end[0]], y=[0, end[1]], z=[0, end[2]], mode="lines", line=dict(color=colour, width=6),
+                                   name="xyz"[k], showlegend=False))
+    return fig
+
+
+def plot_cameras(c2ws, height: int, width: int, focal: float, fig: go.Figure | None = None, depth: float = 0.5,
+                 color: str = "black", labels=None) -> go.Figure:
+    """Camera frustums for ``c2ws [N,4,4]`` (or one ``[4,4]``); the image's top edge is drawn thick."""
+    fig = fig or scene_figure()
+    c2ws = torch.as_tensor(c2ws, dtype=torch.float32).reshape(-1, 4, 4)
+    for i, c2w in enumerate(c2ws):
+        corners = _np(frustum_corners(c2w, height, width, focal, depth))
+        centre = _np(c2w[:3, 3])
+        # centre->corner edges, then the image rectangle
+        path = [centre, corners[0], centre, corners[1], centre, corners[2], centre, corners[3], corners[0], corners[1],
+                corners[2], corners[3], corners[0]]
+        x, y, z = np.array(path).T
+        name = labels[i] if labels is not None else f"camera {i}"
+        fig.add_trace(go.Scatter3d(x=x, y=y, z=z, mode="lines", line=dict(color=color, width=3), name=name, showlegend=False))
+        top = corners[:2].T
+        fig.add_trace(go.Scatter3d(x=top[0], y=top[1], z=top[2], mode="lines", line=dict(color=color, width=9),
+                                   showlegend=False, hoverinfo="skip"))
+    return fig
+
+
+def plot_rays(origins, directions, length: float = 3.0, fig: go.Figure | None = None, color: str = "orange") -> go.Figure:
+    """Rays ``[...,3]`` as segments of ``length``, all in one trace."""
+    fig = fig or scene_figure()
+    o, d = _np(origins).reshape(-1, 3), _np(directions).reshape(-1, 3)
+    ends = o + length * d / np.linalg.norm(d, axis=-1, keepdims=True)
+    segments = np.stack([o, ends, np.full_like(o, np.nan)], 1).reshape(-1, 3)  # NaN breaks the line between rays
+    fig.add_trace(go.Scatter3d(x=segments[:, 0], y=segments[:, 1], z=segments[:, 2], mode="lines",
+                               line=dict(color=color, width=2), name="rays", showlegend=False))
+    return fig
+
+
+def plot_points(points, fig: go.Figure | None = None, color=None, size: float = 2.0, name: str = "points") -> go.Figure:
+    """A point cloud ``[N,3]``; ``color`` is one colour or per-point values."""
+    fig = fig or scene_figure()
+    p = _np(points).reshape(-1, 3)
+    fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", marker=dict(size=size, color=color),
+                               name=name, showlegend=False))
+    return fig
+
+
+def plot_mesh(mesh, fig: go.Figure | None = None, color: str | None = None, opacity: float = 1.0, name: str = "mesh") -> go.Figure:
+    """A ``trimesh.Trimesh``, in its vertex colours unless ``color`` is given."""
+    fig = fig or scene_figure()
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    vertex_colors = None
+    if color is None and mesh.visual.kind == "vertex":
+        vertex_colors = [f"rgb({r},{g},{b})" for r, g, b, _ in np.asarray(mesh.visual.vertex_colors)]
+    fig.add_trace(go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2], color=color or "lightgray",
+                            vertexcolor=vertex_colors, opacity=opacity, name=name, flatshading=False,
+                            lighting=dict(ambient=0.5, diffuse=0.7), showlegend=False))
+    return fig

@@ -1,0 +1,66 @@
+"""Where code runs and how much it does: device choice, seeding, quick mode and progress bars.
+
+These exist once; every notebook, script and module of the course uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def get_device() -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices) and return a CPU generator seeded the same."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def quick_mode() -> bool:
+    """True when ``MINIDIFF3D_QUICK=1``: CI mode, where every chapter fits in 90 s on 2 CPU cores."""
+    return _env_flag("MINIDIFF3D_QUICK")
+
+
+def progress(iterable=None, **kwargs):
+    """A ``tqdm.auto`` bar, silent in quick mode and on CI, where bars only clutter logs."""
+    disable = kwargs.pop("disable", False) or quick_mode() or _env_flag("CI")
+    return tqdm(iterable, disable=disable, **kwargs)
+
+
+def assert_bar(name: str, value: float, bar: float, higher_is_better: bool = True, digits: int = 3) -> float:
+    """Assert a chapter's measured result against its bar, print it, and log it for ``make course``.
+
+    With ``MINIDIFF3D_RESULTS`` set to a file path, one JSON line per result is appended
+    there; ``scripts/run_chapters.py`` gathers them into the course's summary table.
+    """
+    value = float(value)
+    passed = value >= bar if higher_is_better else value <= bar
+    line = f"{name}: {value:.{digits}g} (bar: {'≥' if higher_is_better else '≤'} {bar:g}) {'✔' if passed else '✘'}"
+    print(line)
+    log = os.environ.get("MINIDIFF3D_RESULTS")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({"name": name, "value": value, "bar": bar, "higher_is_better": higher_is_better, "passed": passed}) + "\n")
+    assert passed, line
+    return value

@@ -1,0 +1,88 @@
+"""Input checks that fail loudly, naming the argument, what was expected and what came.
+
+Every public function of the package checks its inputs with these helpers, so that a
+wrong shape never broadcasts silently and a NaN never spreads into a result.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+# A shape spec lists one entry per trailing dimension: an int must match exactly, a
+# string is a named size (the same name must match the same size within one call), and
+# None matches anything. A leading "..." allows any number of batch dimensions.
+ShapeSpec = Sequence[int | str | None]
+
+
+def _fmt(spec: ShapeSpec) -> str:
+    return "[" + ",".join("..." if s == "..." else ("*" if s is None else str(s)) for s in spec) + "]"
+
+
+def check_tensor(
+    name: str,
+    value,
+    shape: ShapeSpec | None = None,
+    sizes: dict[str, int] | None = None,
+    finite: bool = True,
+    floating: bool = False,
+) -> torch.Tensor:
+    """Check that ``value`` is a tensor of the given ``shape`` and return it.
+
+    ``sizes`` maps named sizes to values already fixed by other arguments; it is filled in
+    place, so several calls can share it (``sizes={}`` then ``sizes["N"]``).
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of shape {_fmt(shape or [])}, got {type(value).__name__}")
+    if shape is not None:
+        spec = list(shape)
+        batched = bool(spec) and spec[0] == "..."
+        dims = spec[1:] if batched else spec
+        actual = tuple(value.shape)
+        ok = len(actual) >= len(dims) if batched else len(actual) == len(dims)
+        tail = actual[len(actual) - len(dims):] if ok else ()
+        sizes = {} if sizes is None else sizes
+        for want, got in zip(dims, tail):
+            if isinstance(want, int) and want != got:
+                ok = False
+            elif isinstance(want, str):
+                if sizes.setdefault(want, got) != got:
+                    raise ValueError(
+                        f"{name}: expected shape {_fmt(spec)} with {want}={sizes[want]} (set by another argument), "
+                        f"got {list(actual)}"
+                    )
+        if not ok:
+            raise ValueError(f"{name}: expected shape {_fmt(spec)}, got {list(actual)}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
+    if finite and value.is_floating_point() and not torch.isfinite(value).all():
+        bad = (~torch.isfinite(value)).sum().item()
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries of {value.numel()}")
+    return value
+
+
+def check_positive_int(name: str, value) -> int:
+    """Return ``value`` as an int, or raise if it is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite positive number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a positive number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
+    return number
+
+
+def check_choice(name: str, value, choices: Sequence) -> None:
+    """Raise if ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
