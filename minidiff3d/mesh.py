@@ -48,7 +48,8 @@ def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "be
     padded = np.pad(field, 1, constant_values=min(field.min(), iso) - 1.0)
     vertices, faces = mcubes.marching_cubes(padded, iso)
     world = index_to_world(torch.from_numpy(vertices - 1.0), grid.shape[0], (lo, hi)).numpy()
-    return trimesh.Trimesh(world, faces.astype(np.int64), process=True)
+    # No vertex merging: PyMCubes already shares vertices, and merging near-duplicates can pinch the surface.
+    return trimesh.Trimesh(world, faces.astype(np.int64), process=False)
 
 
 def export_mesh(mesh: trimesh.Trimesh, path) -> Path:

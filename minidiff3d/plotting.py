@@ -63,35 +63,55 @@ def plot_axes(fig: go.Figure | None = None, length: float = 1.0) -> go.Figure:
     return fig
 
 
+def camera_traces(c2w, height: int, width: int, focal: float, depth: float = 0.5, color: str = "black",
+                  name: str = "camera") -> list[go.Scatter3d]:
+    """Two traces for one camera ``[4,4]``: its frustum, and the top edge of its image drawn thick."""
+    corners = _np(frustum_corners(torch.as_tensor(c2w, dtype=torch.float32), height, width, focal, depth))
+    centre = _np(torch.as_tensor(c2w)[:3, 3])
+    # centre->corner edges, then the image rectangle
+    path = np.array([centre, corners[0], centre, corners[1], centre, corners[2], centre, corners[3], corners[0],
+                     corners[1], corners[2], corners[3], corners[0]])
+    return [
+        go.Scatter3d(x=path[:, 0], y=path[:, 1], z=path[:, 2], mode="lines", line=dict(color=color, width=3), name=name,
+                     showlegend=False),
+        go.Scatter3d(x=corners[:2, 0], y=corners[:2, 1], z=corners[:2, 2], mode="lines", line=dict(color=color, width=9),
+                     showlegend=False, hoverinfo="skip"),
+    ]
+
+
 def plot_cameras(c2ws, height: int, width: int, focal: float, fig: go.Figure | None = None, depth: float = 0.5,
-                 color: str = "black", labels=None) -> go.Figure:
+                 color: str = "black") -> go.Figure:
     """Camera frustums for ``c2ws [N,4,4]`` (or one ``[4,4]``); the image's top edge is drawn thick."""
     fig = fig or scene_figure()
-    c2ws = torch.as_tensor(c2ws, dtype=torch.float32).reshape(-1, 4, 4)
-    for i, c2w in enumerate(c2ws):
-        corners = _np(frustum_corners(c2w, height, width, focal, depth))
-        centre = _np(c2w[:3, 3])
-        # centre->corner edges, then the image rectangle
-        path = [centre, corners[0], centre, corners[1], centre, corners[2], centre, corners[3], corners[0], corners[1],
-                corners[2], corners[3], corners[0]]
-        x, y, z = np.array(path).T
-        name = labels[i] if labels is not None else f"camera {i}"
-        fig.add_trace(go.Scatter3d(x=x, y=y, z=z, mode="lines", line=dict(color=color, width=3), name=name, showlegend=False))
-        top = corners[:2].T
-        fig.add_trace(go.Scatter3d(x=top[0], y=top[1], z=top[2], mode="lines", line=dict(color=color, width=9),
-                                   showlegend=False, hoverinfo="skip"))
+    for i, c2w in enumerate(torch.as_tensor(c2ws, dtype=torch.float32).reshape(-1, 4, 4)):
+        fig.add_traces(camera_traces(c2w, height, width, focal, depth, color, name=f"camera {i}"))
     return fig
 
 
-def plot_rays(origins, directions, length: float = 3.0, fig: go.Figure | None = None, color: str = "orange") -> go.Figure:
-    """Rays ``[...,3]`` as segments of ``length``, all in one trace."""
-    fig = fig or scene_figure()
+def ray_trace(origins, directions, length: float = 3.0, color: str = "orange") -> go.Scatter3d:
+    """Rays ``[...,3]`` as segments of ``length``, in one trace."""
     o, d = _np(origins).reshape(-1, 3), _np(directions).reshape(-1, 3)
     ends = o + length * d / np.linalg.norm(d, axis=-1, keepdims=True)
     segments = np.stack([o, ends, np.full_like(o, np.nan)], 1).reshape(-1, 3)  # NaN breaks the line between rays
-    fig.add_trace(go.Scatter3d(x=segments[:, 0], y=segments[:, 1], z=segments[:, 2], mode="lines",
-                               line=dict(color=color, width=2), name="rays", showlegend=False))
+    return go.Scatter3d(x=segments[:, 0], y=segments[:, 1], z=segments[:, 2], mode="lines",
+                        line=dict(color=color, width=2), name="rays", showlegend=False)
+
+
+def plot_rays(origins, directions, length: float = 3.0, fig: go.Figure | None = None, color: str = "orange") -> go.Figure:
+    fig = fig or scene_figure()
+    fig.add_trace(ray_trace(origins, directions, length, color))
     return fig
+
+
+def to_png(image) -> bytes:
+    """PNG bytes of ``image [H,W,3]`` in [0,1], e.g. for an ``ipywidgets.Image``."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(_np(image), 0, 1) * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def plot_points(points, fig: go.Figure | None = None, color=None, size: float = 2.0, name: str = "points") -> go.Figure:
@@ -106,7 +126,7 @@ def plot_points(points, fig: go.Figure | None = None, color=None, size: float = 
 def plot_mesh(mesh, fig: go.Figure | None = None, color: str | None = None, opacity: float = 1.0, name: str = "mesh") -> go.Figure:
     """A ``trimesh.Trimesh``, in its vertex colours unless ``color`` is given."""
     fig = fig or scene_figure()
-    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    v, f = np.asarray(mesh.vertices).round(4), np.asarray(mesh.faces)  # 4 decimals keep stored figures small
     vertex_colors = None
     if color is None and mesh.visual.kind == "vertex":
         vertex_colors = [f"rgb({r},{g},{b})" for r, g, b, _ in np.asarray(mesh.visual.vertex_colors)]

@@ -48,7 +48,7 @@ def progress(iterable=None, **kwargs):
     return tqdm(iterable, disable=disable, **kwargs)
 
 
-def assert_bar(name: str, value: float, bar: float, higher_is_better: bool = True, digits: int = 3) -> float:
+def assert_bar(name: str, value: float, bar: float, higher_is_better: bool = True, digits: int = 3) -> None:
     """Assert a chapter's measured result against its bar, print it, and log it for ``make course``.
 
     With ``MINIDIFF3D_RESULTS`` set to a file path, one JSON line per result is appended
@@ -63,4 +63,3 @@ def assert_bar(name: str, value: float, bar: float, higher_is_better: bool = Tru
         with open(log, "a") as f:
             f.write(json.dumps({"name": name, "value": value, "bar": bar, "higher_is_better": higher_is_better, "passed": passed}) + "\n")
     assert passed, line
-    return value

@@ -19,7 +19,7 @@ ShapeSpec = Sequence[int | str | None]
 
 
 def _fmt(spec: ShapeSpec) -> str:
-    return "[" + ",".join("..." if s == "..." else ("*" if s is None else str(s)) for s in spec) + "]"
+    return "[" + ", ".join("..." if s == "..." else ("*" if s is None else str(s)) for s in spec) + "]"
 
 
 def check_tensor(

@@ -22,7 +22,7 @@ from ..validation import check_choice, check_positive_int
 from .objects import ToyObject
 from .render import DEFAULT_FOV_DEG, DEFAULT_RADIUS, render
 
-TOYWORLD_VERSION = 1
+TOYWORLD_VERSION = 2
 
 
 @dataclass

@@ -54,7 +54,8 @@ class ToyObject:
 
     @property
     def caption(self) -> str:
-        return f"a {self.color} {self.category}"
+        article = "an" if self.color[0] in "aeiou" else "a"
+        return f"{article} {self.color} {self.category}"
 
     @property
     def has_front(self) -> bool:
