@@ -25,8 +25,11 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.course
 	$(PIP) install -e ".[course,dev]"
 	touch $@
 
+# Jupyter refuses to run as root (containers, some CI images) unless told.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(VENV)/.course
-	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_FLAG) $(LAB_ARGS)
 
 # Unit tests, every chapter and solution notebook under nbval in quick mode,
 # and a smoke run of the exercise notebooks.
