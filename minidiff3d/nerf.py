@@ -1,0 +1,169 @@
+"""Fitting a radiance field to posed images: ``fit_nerf``.
+
+Each step draws a batch of random pixels from all views, renders their rays by stratified
+sampling (optionally followed by hierarchical samples from the first pass's weights) and
+descends the photometric MSE. For the hash grid, an occupancy grid skips empty space: only
+samples in cells whose density was recently above a threshold are sent through the network.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .cameras import check_c2w, get_rays
+from .fields import HashGridNeRF, NeRF
+from .metrics import psnr
+from .render import sample_pdf, stratified_samples, volume_render
+from .runtime import get_device, progress
+from .validation import check_choice, check_positive, check_positive_int, check_tensor
+
+
+class OccupancyGrid(nn.Module):
+    """A ``R^3`` grid over ``[-bound, bound]^3`` of which cells may hold density (Instant-NGP's density grid).
+
+    ``update`` keeps an exponential moving max of the field's density at a random point per
+    cell; cells whose density σ is above ``threshold`` are occupied. Points outside the box count as empty, which
+    is right for a bounded scene such as the toy world's.
+    """
+
+    def __init__(self, resolution: int = 32, bound: float = 1.0, threshold: float = 0.05, decay: float = 0.95):
+        super().__init__()
+        self.resolution, self.bound, self.threshold, self.decay = resolution, bound, threshold, decay
+        self.register_buffer("density", torch.zeros((resolution,) * 3))  # filled by the first update
+
+    @property
+    def occupied(self) -> torch.Tensor:
+        return self.density > self.threshold
+
+    def query(self, points: torch.Tensor) -> torch.Tensor:
+        """Occupancy ``[...]`` (bool) of points ``[...,3]``."""
+        cell = ((points / self.bound + 1) / 2 * self.resolution).floor().long()
+        inside = ((cell >= 0) & (cell < self.resolution)).all(-1)
+        cell = cell.clamp(0, self.resolution - 1)
+        return inside & self.occupied[cell[..., 0], cell[..., 1], cell[..., 2]]
+
+    @torch.no_grad()
+    def update(self, density_fn) -> None:
+        r = self.resolution
+        idx = torch.stack(torch.meshgrid(*[torch.arange(r, device=self.density.device)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        points = ((idx + torch.rand_like(idx, dtype=torch.float32)) / r * 2 - 1) * self.bound
+        fresh = torch.cat([density_fn(chunk) for chunk in points.split(65536)]).reshape(r, r, r)
+        self.density = torch.maximum(self.density * self.decay, fresh)
+
+
+@dataclass
+class NeRFResult:
+    """A fitted field with what it takes to render it, and its training ``history``."""
+
+    field: nn.Module
+    near: float
+    far: float
+    n_samples: int
+    n_fine: int
+    background: torch.Tensor
+    occupancy: OccupancyGrid | None
+    history: dict[str, list] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def render(self, c2w: torch.Tensor, height: int, width: int, focal: float, chunk: int = 8192) -> torch.Tensor:
+        """``[H,W,3]`` image from ``c2w [4,4]`` (on the CPU)."""
+        c2w = check_tensor("c2w", check_c2w("c2w", c2w), shape=[4, 4])
+        device = next(self.field.parameters()).device
+        origins, directions = get_rays(c2w.to(device), height, width, focal)
+        pixels = [render_rays(self, o, d, perturb=False)["rgb"] for o, d in zip(origins.reshape(-1, 3).split(chunk),
+                                                                                 directions.reshape(-1, 3).split(chunk))]
+        return torch.cat(pixels).reshape(height, width, 3).cpu()
+
+
+def _query(model: nn.Module, points: torch.Tensor, directions: torch.Tensor, occupancy: OccupancyGrid | None):
+    """Field outputs at ``points [R,S,3]``, evaluating only occupied samples when a grid is given."""
+    flat_points, flat_dirs = points.reshape(-1, 3), directions[:, None].expand_as(points).reshape(-1, 3)
+    keep = occupancy.query(flat_points) if occupancy is not None else torch.ones(len(flat_points), dtype=torch.bool, device=points.device)
+    rgb = torch.zeros_like(flat_points)
+    sigma = torch.zeros(len(flat_points), device=points.device)
+    if keep.any():
+        rgb_kept, sigma_kept = model(flat_points[keep], flat_dirs[keep])
+        rgb, sigma = rgb.index_put((keep,), rgb_kept), sigma.index_put((keep,), sigma_kept)
+    return rgb.reshape(points.shape), sigma.reshape(points.shape[:-1])
+
+
+def render_rays(result: NeRFResult, origins: torch.Tensor, directions: torch.Tensor, perturb: bool = True) -> dict:
+    """Render unit-direction rays ``[R,3]``: stratified samples, then ``n_fine`` importance samples."""
+    z = stratified_samples(result.near, result.far, result.n_samples, (len(origins),), perturb).to(origins)
+    rgb, sigma = _query(result.field, origins[:, None] + z[..., None] * directions[:, None], directions, result.occupancy)
+    out = volume_render(sigma, rgb, z, result.background)
+    if result.n_fine:
+        mids = 0.5 * (z[:, 1:] + z[:, :-1])
+        fine = sample_pdf(mids, out["weights"][:, 1:-1].detach(), result.n_fine, deterministic=not perturb)
+        z = torch.sort(torch.cat([z, fine], -1), -1).values
+        rgb, sigma = _query(result.field, origins[:, None] + z[..., None] * directions[:, None], directions, result.occupancy)
+        out = volume_render(sigma, rgb, z, result.background)
+    return out
+
+
+def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float, far: float, field: str = "hashgrid",
+             steps: int | None = None, max_seconds: float | None = None, batch_size: int = 2048, n_samples: int = 64,
+             n_fine: int = 0, lr: float | None = None, background=(1.0, 1.0, 1.0), occupancy: bool | None = None,
+             eval_every: int = 100, seed: int = 0, device=None, show_progress: bool = True) -> NeRFResult:
+    """Fit a NeRF to ``images [N,H,W,3]`` in [0,1] seen from ``c2ws [N,4,4]`` with ``focal`` in pixels.
+
+    Args:
+        field: ``"hashgrid"`` (Instant-NGP style, fast) or ``"mlp"`` (the original NeRF).
+        steps, max_seconds: stop after this many steps or this much time, whichever comes first
+            (at least one must be given).
+        n_samples, n_fine: stratified samples per ray, then hierarchical samples drawn from them.
+        occupancy: skip empty space with an occupancy grid (default: on for the hash grid).
+        eval_every: record the training PSNR of the batch every so many steps in ``history``.
+
+    Returns a ``NeRFResult``; ``history`` has ``step``, ``loss``, ``psnr`` and ``seconds``.
+    """
+    sizes: dict[str, int] = {}
+    images = check_tensor("images", images, shape=["N", "H", "W", 3], sizes=sizes, floating=True)
+    c2ws = check_tensor("c2ws", c2ws, shape=["N", 4, 4], sizes=sizes)
+    check_choice("field", field, ("hashgrid", "mlp"))
+    focal, near, far = check_positive("focal", focal), check_positive("near", near), check_positive("far", far)
+    if steps is None and max_seconds is None:
+        raise ValueError("steps, max_seconds: expected at least one of them, got neither")
+    steps = check_positive_int("steps", steps) if steps is not None else 10**9
+    device = device or get_device()
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+
+    model = (HashGridNeRF() if field == "hashgrid" else NeRF()).to(device)
+    use_grid = field == "hashgrid" if occupancy is None else occupancy
+    grid = OccupancyGrid().to(device) if use_grid else None
+    result = NeRFResult(model, near, far, n_samples, n_fine, torch.as_tensor(background, dtype=torch.float32, device=device),
+                        grid, {"step": [], "loss": [], "psnr": [], "seconds": []})
+    origins, directions = get_rays(c2ws, sizes["H"], sizes["W"], focal)
+    origins, directions, colours = origins.reshape(-1, 3), directions.reshape(-1, 3), images.reshape(-1, 3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr or (1e-2 if field == "hashgrid" else 5e-4), eps=1e-15)
+
+    start = time.perf_counter()
+    bar = progress(total=steps if steps < 10**9 else None, desc=f"fit_nerf ({field})", disable=not show_progress)
+    for step in range(1, steps + 1):
+        if grid is not None and step % 16 == 1:
+            grid.update(lambda p: model.density(p)[0])
+        pick = torch.randint(len(colours), (batch_size,), generator=generator)
+        out = render_rays(result, origins[pick].to(device), directions[pick].to(device))
+        loss = (out["rgb"] - colours[pick].to(device)).square().mean()
+        if loss.requires_grad:  # False only if every sample of the batch fell in empty cells
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        bar.update()
+        elapsed = time.perf_counter() - start
+        done = step == steps or (max_seconds is not None and elapsed >= max_seconds)
+        if step % eval_every == 0 or done:
+            result.history["step"].append(step)
+            result.history["loss"].append(loss.item())
+            result.history["psnr"].append(psnr(out["rgb"].detach().clamp(0, 1), colours[pick].to(device)).item())
+            result.history["seconds"].append(elapsed)
+            bar.set_postfix(psnr=f"{result.history['psnr'][-1]:.1f}")
+        if done:
+            break
+    bar.close()
+    return result

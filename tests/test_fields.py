@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from minidiff3d.fields import HashGridEncoding, HashGridNeRF, NeRF, PositionalEncoding, spatial_hash
+
+
+def test_encoding_widths():
+    assert PositionalEncoding(3, 10).out_dim == 63 and PositionalEncoding(3, 4).out_dim == 27
+    assert PositionalEncoding(3, 10)(torch.zeros(5, 3)).shape == (5, 63)
+    assert PositionalEncoding(2, 3, include_input=False).out_dim == 12
+
+
+def test_positional_encoding_hand_computed():
+    x = torch.tensor([[0.25, 0.5]])
+    out = PositionalEncoding(2, 2)(x)
+    pi = torch.pi
+    expected = torch.tensor([[0.25, 0.5, torch.sin(torch.tensor(pi / 4)), torch.sin(torch.tensor(pi / 2)),
+                              torch.cos(torch.tensor(pi / 4)), torch.cos(torch.tensor(pi / 2)),
+                              torch.sin(torch.tensor(pi / 2)), torch.sin(torch.tensor(pi)),
+                              torch.cos(torch.tensor(pi / 2)), torch.cos(torch.tensor(pi))]])
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_spatial_hash_matches_hand_computed_values():
+    # (i*1 ^ j*2654435761 ^ k*805459861) mod 2^32, worked out with Python's big integers
+    def reference(i, j, k, table):
+        return ((i * 1) % 2**32 ^ (j * 2654435761) % 2**32 ^ (k * 805459861) % 2**32) % table
+
+    ijk = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [3, 7, 11], [1000, 2000, 3000], [4095, 4095, 4095]])
+    got = spatial_hash(ijk, 2**19)
+    assert got.tolist() == [reference(*map(int, row), 2**19) for row in ijk]
+    assert got[2].item() == 2654435761 % 2**19 and got[3].item() == 805459861 % 2**19
+    with pytest.raises(TypeError, match="ijk: expected an integer tensor"):
+        spatial_hash(torch.zeros(2, 3), 16)
+
+
+def test_hash_grid_levels_grow_geometrically_and_coarse_levels_are_dense():
+    enc = HashGridEncoding(n_levels=8, n_features=2, log2_table_size=12, base_resolution=4, finest_resolution=128)
+    assert enc.resolutions[0] == 4 and enc.resolutions[-1] in (127, 128)
+    assert enc.dense[0] and not enc.dense[-1]
+    assert enc(torch.rand(10, 3) * 2 - 1).shape == (10, 16)
+
+
+def test_hash_grid_features_are_continuous_across_cell_borders():
+    enc = HashGridEncoding(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, finest_resolution=32)
+    for table in enc.tables:
+        torch.nn.init.uniform_(table, -1, 1)
+    # a border of the finest level along x, approached from both sides
+    border = -1 + 2 * 5 / enc.resolutions[-1]
+    eps = 1e-5
+    left = enc(torch.tensor([[border - eps, 0.13, -0.41]]))
+    right = enc(torch.tensor([[border + eps, 0.13, -0.41]]))
+    assert (left - right).abs().max() < 1e-3
+    far = enc(torch.tensor([[border + 0.05, 0.13, -0.41]]))
+    assert (left - far).abs().max() > 1e-3  # and the features do change
+
+
+def test_nerf_skip_connection_goes_where_configured():
+    for skip in (2, 5):
+        model = NeRF(hidden_dim=32, num_layers=8, skip_layer=skip)
+        widths = [layer.in_features for layer in model.trunk]
+        assert widths[skip] == 32 + 63 and all(w in (63, 32) for i, w in enumerate(widths) if i != skip)
+        rgb, sigma = model(torch.rand(7, 3), torch.nn.functional.normalize(torch.randn(7, 3), dim=-1))
+        assert rgb.shape == (7, 3) and sigma.shape == (7,) and (sigma >= 0).all()
+    with pytest.raises(ValueError, match="skip_layer: expected None or an index in 1..7, got 9"):
+        NeRF(skip_layer=9)
+
+
+def test_nerf_colour_depends_on_direction_and_density_does_not():
+    model = NeRF(hidden_dim=32)
+    torch.nn.init.normal_(model.sigma_head.bias, 1.0)
+    x = torch.rand(4, 3)
+    d1, d2 = torch.tensor([[0.0, 0, 1]]).expand(4, 3), torch.tensor([[1.0, 0, 0]]).expand(4, 3)
+    (rgb1, s1), (rgb2, s2) = model(x, d1), model(x, d2)
+    assert torch.equal(s1, s2) and not torch.allclose(rgb1, rgb2)
+
+
+def test_hash_grid_nerf_shapes_and_errors():
+    model = HashGridNeRF()
+    rgb, sigma = model(torch.rand(9, 3), torch.rand(9, 3))
+    assert rgb.shape == (9, 3) and sigma.shape == (9,) and (sigma >= 0).all()
+    with pytest.raises(ValueError, match=r"directions: expected shape \[9, 3\], got \[8, 3\]"):
+        model(torch.rand(9, 3), torch.rand(8, 3))

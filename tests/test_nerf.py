@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from minidiff3d.metrics import psnr
+from minidiff3d.nerf import OccupancyGrid, fit_nerf
+from minidiff3d.toyworld import make_object, render_views
+
+
+@pytest.fixture(scope="module")
+def scene():
+    obj = make_object("sphere", "blue", 0)
+    return render_views(obj, 24, 24, 24, seed=0, cache=False), render_views(obj, 3, 24, 24, seed=5, azimuths="random", cache=False)
+
+
+def test_fit_nerf_on_a_tiny_scene_reaches_a_psnr_bar(scene):
+    train, test = scene
+    result = fit_nerf(train.images, train.c2ws, train.focal, near=1.8, far=3.8, steps=150, batch_size=512,
+                      n_samples=48, eval_every=50, show_progress=False, device="cpu")
+    held_out = [psnr(result.render(c2w, 24, 24, test.focal), image).item() for c2w, image in zip(test.c2ws, test.images)]
+    assert min(held_out) > 22.0, held_out
+    assert result.history["step"] == [50, 100, 150] and result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_occupancy_grid_marks_only_dense_cells():
+    grid = OccupancyGrid(resolution=8, threshold=0.5)
+    grid.update(lambda p: (p.norm(dim=-1) < 0.5).float() * 10)  # a dense ball of radius 0.5
+    assert grid.query(torch.tensor([[0.0, 0.0, 0.1]])).item()
+    assert not grid.query(torch.tensor([[0.9, 0.9, 0.9]])).item()
+    assert not grid.query(torch.tensor([[1.5, 0.0, 0.0]])).item()  # outside the box is empty
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(c2ws=torch.eye(3).expand(2, 3, 3)), r"c2ws: expected shape \[N, 4, 4\] with N=2|c2ws: expected shape \[N, 4, 4\]"),
+        (dict(field="voxels"), "field: expected one of \\['hashgrid', 'mlp'\\], got 'voxels'"),
+        (dict(steps=None), "steps, max_seconds: expected at least one of them"),
+        (dict(focal=0.0), "focal: expected a finite positive number"),
+    ],
+)
+def test_fit_nerf_bad_input(kwargs, message):
+    args = dict(images=torch.rand(2, 4, 4, 3), c2ws=torch.eye(4).expand(2, 4, 4), focal=4.0, near=1.0, far=2.0, steps=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        fit_nerf(**args)
