@@ -88,31 +88,39 @@ class HashGridEncoding(nn.Module):
         self.tables = nn.ParameterList([nn.Parameter(torch.empty(size, n_features).uniform_(-1e-4, 1e-4)) for size in sizes])
         self.bounds = bounds
         self.out_dim = n_levels * n_features
-        self.register_buffer("corners", torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)]), persistent=False)
-
-    def level_index(self, level: int, ijk: torch.Tensor) -> torch.Tensor:
-        """Table slots ``[...]`` of integer corners ``ijk [...,3]`` at ``level``."""
-        resolution = self.resolutions[level]
-        if self.dense[level]:
-            stride = resolution + 1
-            return ijk[..., 0] + stride * ijk[..., 1] + stride * stride * ijk[..., 2]
-        return spatial_hash(ijk, self.table_size)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         points = check_tensor("points", points, shape=["N", 3], floating=True)
         lo, hi = self.bounds
         unit = ((points - lo) / (hi - lo)).clamp(0, 1)  # [N,3] in the unit cube
-        features = []
-        for level, resolution in enumerate(self.resolutions):
-            scaled = unit * resolution
-            base = scaled.floor().long().clamp(max=resolution - 1)  # so the far face still has a cell
-            frac = scaled - base  # [N,3]
-            ijk = base[:, None, :] + self.corners  # [N,8,3]
-            values = self.tables[level][self.level_index(level, ijk)]  # [N,8,F]
-            # trilinear weight of each corner: Π over axes of frac or (1 - frac)
-            weights = torch.where(self.corners.bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)  # [N,8]
-            features.append((weights[..., None] * values).sum(1))
-        return torch.cat(features, -1)
+        levels = zip(self.tables, self.resolutions, self.dense)
+        return torch.cat([interpolate_level(unit, table, resolution, dense) for table, resolution, dense in levels], -1)
+
+
+_CORNERS = torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])  # the 8 corners of a cell
+
+
+def interpolate_level(unit_points: torch.Tensor, table: torch.Tensor, resolution: int, dense: bool = False) -> torch.Tensor:
+    """One level of the hash grid: features ``[N,F]`` at points ``[N,3]`` in [0,1]^3 from ``table [T,F]``.
+
+    The level has ``resolution`` cells, so ``resolution + 1`` corners, per axis. A dense level
+    stores corner ``(i,j,k)`` at slot ``i + s j + s^2 k`` with ``s = resolution + 1``; a hashed
+    one at ``spatial_hash(ijk, T)``. Features are interpolated trilinearly from the 8 corners.
+    """
+    scaled = unit_points * resolution
+    base = scaled.floor().long().clamp(max=resolution - 1)  # so the far face still has a cell
+    frac = scaled - base  # [N,3]
+    corners = _CORNERS.to(unit_points.device)
+    ijk = base[:, None, :] + corners  # [N,8,3]
+    if dense:
+        stride = resolution + 1
+        slots = ijk[..., 0] + stride * ijk[..., 1] + stride * stride * ijk[..., 2]
+    else:
+        slots = spatial_hash(ijk, table.shape[0])
+    # trilinear weight of each corner: the product over axes of frac or (1 - frac)
+    weights = torch.where(corners.bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)  # [N,8]
+    return (weights[..., None] * table[slots]).sum(1)
+
 
 
 class NeRF(nn.Module):
@@ -164,9 +172,11 @@ class HashGridNeRF(nn.Module):
     """
 
     def __init__(self, encoding: HashGridEncoding | None = None, hidden_dim: int = 64, geo_features: int = 15,
-                 dir_freqs: int = 4):
+                 dir_freqs: int = 4, bound: float = 1.0):
         super().__init__()
-        self.encoding = encoding or HashGridEncoding(n_levels=12, log2_table_size=17, base_resolution=16, finest_resolution=256)
+        # The default encoding is sized for a CPU: 12 levels from 16 to 256 cells, 2^17 slots each.
+        self.encoding = encoding or HashGridEncoding(n_levels=12, log2_table_size=17, base_resolution=16,
+                                                     finest_resolution=256, bounds=(-bound, bound))
         self.dir_encoding = PositionalEncoding(3, dir_freqs)
         self.density_mlp = nn.Sequential(nn.Linear(self.encoding.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1 + geo_features))
         self.color_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_encoding.out_dim, hidden_dim), nn.ReLU(),

@@ -108,7 +108,8 @@ def render_rays(result: NeRFResult, origins: torch.Tensor, directions: torch.Ten
 def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float, far: float, field: str = "hashgrid",
              steps: int | None = None, max_seconds: float | None = None, batch_size: int = 2048, n_samples: int = 64,
              n_fine: int = 0, lr: float | None = None, background=(1.0, 1.0, 1.0), occupancy: bool | None = None,
-             eval_every: int = 100, seed: int = 0, device=None, show_progress: bool = True) -> NeRFResult:
+             eval_every: int = 100, holdout=None, bound: float = 1.0, seed: int = 0, device=None,
+             show_progress: bool = True) -> NeRFResult:
     """Fit a NeRF to ``images [N,H,W,3]`` in [0,1] seen from ``c2ws [N,4,4]`` with ``focal`` in pixels.
 
     Args:
@@ -117,9 +118,13 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
             (at least one must be given).
         n_samples, n_fine: stratified samples per ray, then hierarchical samples drawn from them.
         occupancy: skip empty space with an occupancy grid (default: on for the hash grid).
-        eval_every: record the training PSNR of the batch every so many steps in ``history``.
+        bound: the scene lies in ``[-bound, bound]^3`` (1 for the toy world, 1.5 for NeRF-synthetic).
+        eval_every: every so many steps, record the batch's loss and PSNR in ``history``.
+        holdout: ``(c2ws [M,4,4], images [M,H,W,3])`` of views kept out of training (same focal); their mean
+            PSNR is recorded too, as ``history["test_psnr"]``. Rendering them is not timed.
 
-    Returns a ``NeRFResult``; ``history`` has ``step``, ``loss``, ``psnr`` and ``seconds``.
+    Returns a ``NeRFResult``; ``history`` has ``step``, ``loss``, ``psnr``, ``seconds`` (training
+    time only) and, with ``holdout``, ``test_psnr``.
     """
     sizes: dict[str, int] = {}
     images = check_tensor("images", images, shape=["N", "H", "W", 3], sizes=sizes, floating=True)
@@ -133,16 +138,20 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
 
-    model = (HashGridNeRF() if field == "hashgrid" else NeRF()).to(device)
+    bound = check_positive("bound", bound)
+    model = (HashGridNeRF(bound=bound) if field == "hashgrid" else NeRF()).to(device)
     use_grid = field == "hashgrid" if occupancy is None else occupancy
-    grid = OccupancyGrid().to(device) if use_grid else None
+    grid = OccupancyGrid(bound=bound).to(device) if use_grid else None
     result = NeRFResult(model, near, far, n_samples, n_fine, torch.as_tensor(background, dtype=torch.float32, device=device),
-                        grid, {"step": [], "loss": [], "psnr": [], "seconds": []})
+                        grid, {"step": [], "loss": [], "psnr": [], "seconds": [], "test_psnr": []})
+    if holdout is not None:
+        holdout_c2ws = check_tensor("holdout c2ws", holdout[0], shape=["M", 4, 4])
+        holdout_images = check_tensor("holdout images", holdout[1], shape=[len(holdout_c2ws), "h", "w", 3], floating=True)
     origins, directions = get_rays(c2ws, sizes["H"], sizes["W"], focal)
     origins, directions, colours = origins.reshape(-1, 3), directions.reshape(-1, 3), images.reshape(-1, 3)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr or (1e-2 if field == "hashgrid" else 5e-4), eps=1e-15)
 
-    start = time.perf_counter()
+    start, untimed = time.perf_counter(), 0.0
     bar = progress(total=steps if steps < 10**9 else None, desc=f"fit_nerf ({field})", disable=not show_progress)
     for step in range(1, steps + 1):
         if grid is not None and step % 16 == 1:
@@ -155,13 +164,19 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
             loss.backward()
             optimiser.step()
         bar.update()
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start - untimed
         done = step == steps or (max_seconds is not None and elapsed >= max_seconds)
         if step % eval_every == 0 or done:
             result.history["step"].append(step)
             result.history["loss"].append(loss.item())
             result.history["psnr"].append(psnr(out["rgb"].detach().clamp(0, 1), colours[pick].to(device)).item())
             result.history["seconds"].append(elapsed)
+            if holdout is not None:
+                tic = time.perf_counter()
+                h, w = holdout_images.shape[1:3]
+                scores = [psnr(result.render(c, h, w, focal), image.cpu()).item() for c, image in zip(holdout_c2ws, holdout_images)]
+                result.history["test_psnr"].append(sum(scores) / len(scores))
+                untimed += time.perf_counter() - tic
             bar.set_postfix(psnr=f"{result.history['psnr'][-1]:.1f}")
         if done:
             break

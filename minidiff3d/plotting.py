@@ -134,3 +134,22 @@ def plot_mesh(mesh, fig: go.Figure | None = None, color: str | None = None, opac
                             vertexcolor=vertex_colors, opacity=opacity, name=name, flatshading=False,
                             lighting=dict(ambient=0.5, diffuse=0.7), showlegend=False))
     return fig
+
+
+def turntable(render_fn, n_frames: int = 24, elevation: float = 20.0, radius: float = 2.8) -> torch.Tensor:
+    """Frames ``[F,H,W,3]`` of ``render_fn(c2w) -> [H,W,3]`` from orbit cameras evenly spaced in azimuth."""
+    from .cameras import orbit_camera
+
+    return torch.stack([render_fn(c2w) for c2w in orbit_camera(elevation, torch.arange(n_frames) * 360.0 / n_frames, radius)])
+
+
+def save_gif(frames, path, fps: int = 12, scale: int = 1):
+    """Write frames ``[F,H,W,3]`` in [0,1] as a looping GIF, each pixel repeated ``scale`` times; returns the path."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    array = (np.clip(_np(frames), 0, 1) * 255).round().astype(np.uint8).repeat(scale, 1).repeat(scale, 2)
+    images = [Image.fromarray(frame) for frame in array]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return Path(path)

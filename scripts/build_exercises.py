@@ -12,6 +12,7 @@ in solutions only (an exercise has no stored output to compare with).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -29,9 +30,12 @@ KERNEL = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "py
 
 
 def to_notebook(script: str) -> nbformat.NotebookNode:
-    """A percent script as a clean notebook: no jupytext metadata, the python3 kernel."""
+    """A percent script as a clean notebook: no jupytext metadata, the python3 kernel, stable cell ids."""
     notebook = jupytext.reads(script, fmt="py:percent")
     notebook.metadata = dict(KERNEL)
+    # Ids from content, so that regenerating an unchanged source leaves git with nothing to show.
+    for index, cell in enumerate(notebook.cells):
+        cell.id = hashlib.sha1(f"{index}:{cell.source}".encode()).hexdigest()[:8]
     return notebook
 
 

@@ -81,3 +81,13 @@ def test_hash_grid_nerf_shapes_and_errors():
     assert rgb.shape == (9, 3) and sigma.shape == (9,) and (sigma >= 0).all()
     with pytest.raises(ValueError, match=r"directions: expected shape \[9, 3\], got \[8, 3\]"):
         model(torch.rand(9, 3), torch.rand(8, 3))
+
+
+def test_dense_level_gives_every_corner_its_own_slot():
+    from minidiff3d.fields import interpolate_level
+
+    resolution = 3
+    table = torch.arange((resolution + 1) ** 3, dtype=torch.float32)[:, None]  # feature = slot number
+    corners = torch.stack(torch.meshgrid(*[torch.arange(resolution + 1.0)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    slots = interpolate_level(corners / resolution, table, resolution, dense=True)[:, 0]
+    assert torch.allclose(slots.sort().values, table[:, 0])  # a permutation: no two corners share a slot

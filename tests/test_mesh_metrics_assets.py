@@ -88,3 +88,33 @@ def test_reference_renders_are_reproduced():
     for spec, c2w, image in zip(reference["objects"], reference["c2ws"], reference["images"]):
         fresh = render(make_object(*spec), c2w, 32, 32, reference["fov_deg"])["image"]
         assert psnr(fresh, image) > 40
+
+
+def test_ssim_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    from minidiff3d.metrics import ssim
+
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(32, 40, 3, generator=g)
+    b = (a + 0.1 * torch.randn(32, 40, 3, generator=g)).clamp(0, 1)
+    reference = structural_similarity(a.numpy(), b.numpy(), data_range=1.0, channel_axis=-1, gaussian_weights=True,
+                                      sigma=1.5, use_sample_covariance=False)
+    assert abs(ssim(b, a).item() - reference) < 1e-4
+    assert abs(ssim(a, a).item() - 1.0) < 1e-6
+    with pytest.raises(ValueError, match="target: expected an image"):
+        ssim(torch.rand(5, 5, 3), torch.rand(5, 5, 3))
+
+
+def test_turntable_gif_has_every_frame(tmp_path):
+    from PIL import Image
+
+    from minidiff3d.plotting import save_gif, turntable
+    from minidiff3d.toyworld import make_object, render
+
+    duck = make_object("duck", "red", 0)
+    frames = turntable(lambda c2w: render(duck, c2w, 16, 16)["image"], n_frames=6)
+    assert frames.shape == (6, 16, 16, 3)
+    assert not torch.equal(frames[0], frames[3])  # the front and the back differ
+    gif = Image.open(save_gif(frames, tmp_path / "turn.gif", scale=2))
+    assert gif.n_frames == 6 and gif.size == (32, 32)

@@ -43,3 +43,16 @@ def test_fit_nerf_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         fit_nerf(**args)
+
+
+def test_nerf_synthetic_path_on_a_toy_scene_in_blender_format(scene, tmp_path):
+    """What chapter 01's loader cell does with a real scene, on a toy one written in that format."""
+    from minidiff3d.toyworld import load_blender, write_blender
+
+    train, test = scene
+    write_blender(train, tmp_path, "train")
+    write_blender(test, tmp_path, "test")
+    loaded, held = load_blender(tmp_path, "train"), load_blender(tmp_path, "test")
+    result = fit_nerf(loaded.images, loaded.c2ws, loaded.focal, 1.8, 3.8, steps=150, batch_size=512, n_samples=48,
+                      eval_every=150, holdout=(held.c2ws, held.images), show_progress=False, device="cpu")
+    assert result.history["test_psnr"][-1] > 22.0
