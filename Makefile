@@ -53,8 +53,10 @@ exercises: $(VENV)/.dev
 check-exercises: $(VENV)/.dev
 	$(PY) scripts/build_exercises.py --check
 
+# Each benchmark prints a table against its baseline; record them in benchmarks/RESULTS.md.
 bench: $(VENV)/.dev
 	$(PY) benchmarks/toyworld_render.py
+	$(PY) benchmarks/nerf.py --budget 300
 
 clean:
 	rm -rf build .pytest_cache

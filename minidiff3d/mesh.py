@@ -14,6 +14,7 @@ import mcubes
 import numpy as np
 import torch
 import trimesh
+from scipy import ndimage
 
 from .validation import check_choice, check_tensor
 
@@ -26,12 +27,18 @@ def index_to_world(indices: torch.Tensor, resolution: int, bounds=(-1.0, 1.0)) -
     return lo + indices * (hi - lo) / (resolution - 1)
 
 
-def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "below") -> trimesh.Trimesh:
+def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "below",
+                 fill_interior: bool = False) -> trimesh.Trimesh:
     """Marching cubes on ``grid [R,R,R]`` at ``level``, as a mesh in world coordinates.
 
     ``inside="below"`` suits signed distances (negative inside); use ``"above"`` for
     densities. Faces wind so that normals point outwards. The grid is padded with an
     outside value first, so a shape that touches the grid's edge still gives a closed mesh.
+
+    ``fill_interior`` counts as inside every region that the outside cannot reach: a NeRF
+    only needs a dense shell to look right, and its interior is often a patchwork of low
+    density that would otherwise become hundreds of inner surfaces. Open cavities (a mug's
+    inside) stay open, because the outside reaches them.
     """
     grid = check_tensor("grid", torch.as_tensor(grid, dtype=torch.float32), shape=["R", "R", "R"])
     check_choice("inside", inside, ("below", "above"))
@@ -46,6 +53,10 @@ def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "be
             f"grid: no surface at level {level}: the values range over [{grid.min().item():.4g}, {grid.max().item():.4g}]"
         )
     padded = np.pad(field, 1, constant_values=min(field.min(), iso) - 1.0)
+    if fill_interior:
+        components, _ = ndimage.label(padded <= iso)  # empty regions, 6-connected
+        enclosed = (padded <= iso) & (components != components[0, 0, 0])  # the padding is outside
+        padded[enclosed] = max(padded.max(), iso + 1.0)
     vertices, faces = mcubes.marching_cubes(padded, iso)
     world = index_to_world(torch.from_numpy(vertices - 1.0), grid.shape[0], (lo, hi)).numpy()
     # No vertex merging: PyMCubes already shares vertices, and merging near-duplicates can pinch the surface.

@@ -39,6 +39,19 @@ def test_density_grid_with_inside_above():
     assert mesh.is_watertight and mesh.volume > 0
 
 
+def test_fill_interior_removes_enclosed_surfaces_but_keeps_open_cavities():
+    points = grid_points(41)
+    radius = points.norm(dim=-1)
+    shell = 10.0 * ((radius - 0.6).abs() < 0.1).float()  # a hollow ball: density in a shell only
+    assert len(extract_mesh(shell, 5.0, inside="above").split(only_watertight=False)) == 2  # outer and inner sphere
+    filled = extract_mesh(shell, 5.0, inside="above", fill_interior=True)
+    assert len(filled.split(only_watertight=False)) == 1 and filled.is_watertight
+    assert np.abs(np.linalg.norm(filled.vertices, axis=1) - 0.7).max() < 2 / 40
+    cup = shell * (points[..., 2] < 0.3).float()  # cut the top off: the cavity opens to the outside
+    opened = extract_mesh(cup, 5.0, inside="above", fill_interior=True)
+    assert np.linalg.norm(opened.vertices, axis=1).min() < 0.55  # the inner wall is still there
+
+
 def test_shape_touching_the_grid_edge_still_closes():
     mesh = extract_mesh(sphere_grid(21, radius=1.2), level=0.0)
     assert mesh.is_watertight

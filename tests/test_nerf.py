@@ -29,6 +29,13 @@ def test_occupancy_grid_marks_only_dense_cells():
     assert not grid.query(torch.tensor([[1.5, 0.0, 0.0]])).item()  # outside the box is empty
 
 
+def test_occupancy_grid_keeps_the_denser_half_of_a_faint_scene():
+    grid = OccupancyGrid(resolution=8, threshold=0.5)
+    grid.update(lambda p: 0.1 + 0.1 * (p[:, 0] > 0).float())  # all below the threshold, denser for x > 0
+    assert grid.query(torch.tensor([[0.5, 0.0, 0.0]])).item()
+    assert not grid.query(torch.tensor([[-0.5, 0.0, 0.0]])).item()
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [

@@ -5,8 +5,8 @@ import torch
 
 from minidiff3d.cameras import focal_from_fov, get_rays, orbit_camera
 from minidiff3d.toyworld import (
-    ASYMMETRIC, CATEGORIES, COLORS, DEFAULT_FOV_DEG, TWO_PART, grid_points, make_object, object_mesh, render,
-    render_views, sdf_grid, surface_points,
+    ASYMMETRIC, CATEGORIES, COLORS, DEFAULT_FOV_DEG, TWO_PART, grid_points, make_object, object_mesh,
+    point_cloud_dataset, render, render_views, sdf_grid, surface_points,
 )
 
 ALL = [make_object(c, "red", seed) for c in CATEGORIES for seed in (0, 1, 2)]
@@ -154,3 +154,18 @@ def test_mesh_and_points_come_from_the_same_object():
     points = surface_points(mug, 500, seed=1)
     assert points.shape == (500, 3) and mug.sdf(points).abs().max() < 1e-3
     assert torch.equal(points, surface_points(mug, 500, seed=1))
+
+
+def test_point_cloud_dataset_labels_seeds_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIDIFF3D_CACHE", str(tmp_path))
+    points, labels = point_cloud_dataset(2, 128, categories=("torus", "duck"))
+    assert points.shape == (4, 128, 3) and labels.tolist() == [0, 0, 1, 1]
+    assert points.abs().max() <= 1.0
+    duck = make_object("duck", "red", 1)  # the colour never changes the shape
+    assert duck.sdf(points[3]).abs().max() < 1e-3
+    held_out, _ = point_cloud_dataset(2, 128, categories=("torus", "duck"), first_seed=100)
+    assert make_object("torus", "red", 100).sdf(held_out[0]).abs().max() < 1e-3
+    assert len(list(tmp_path.rglob("*.pt"))) == 2
+    assert torch.equal(point_cloud_dataset(2, 128, categories=("torus", "duck"))[0], points)
+    with pytest.raises(ValueError, match="categories: expected one of"):
+        point_cloud_dataset(1, 16, categories=("teapot",))

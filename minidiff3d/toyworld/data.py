@@ -19,7 +19,9 @@ import trimesh
 from ..cameras import focal_from_fov, intrinsics, orbit_camera
 from ..mesh import extract_mesh
 from ..validation import check_choice, check_positive_int
-from .objects import ToyObject
+from .objects import CATEGORIES, COLORS, ToyObject, make_object
+
+_COLOR_NAMES = tuple(COLORS)
 from .render import DEFAULT_FOV_DEG, DEFAULT_RADIUS, render
 
 TOYWORLD_VERSION = 2
@@ -109,33 +111,42 @@ def render_views(
     n_views = check_positive_int("n_views", n_views)
     check_choice("azimuths", azimuths, ("uniform", "random"))
     key = dict(
-        version=TOYWORLD_VERSION, category=obj.category, color=obj.color, object_seed=obj.seed, n_views=n_views,
-        height=height, width=width, fov_deg=fov_deg, radius=radius, elevation_range=list(elevation_range),
-        azimuths=azimuths, seed=seed, antialias=antialias,
+        category=obj.category, color=obj.color, object_seed=obj.seed, n_views=n_views, height=height, width=width,
+        fov_deg=fov_deg, radius=radius, elevation_range=list(elevation_range), azimuths=azimuths, seed=seed,
+        antialias=antialias,
     )
-    path = cache_dir() / "views" / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".pt")
-    if cache and path.exists():
-        return MultiViewData(**torch.load(path, weights_only=True))
 
-    elevation, azimuth = _orbit_angles(n_views, elevation_range, azimuths, seed)
-    c2ws = orbit_camera(elevation, azimuth, radius)
-    views = [render(obj, c2w, height, width, fov_deg, antialias=antialias) for c2w in c2ws]
-    data = MultiViewData(
-        images=torch.stack([v["image"] for v in views]),
-        alphas=torch.stack([v["alpha"] for v in views]),
-        c2ws=c2ws,
-        K=intrinsics(focal_from_fov(fov_deg, width), height, width),
-        elevations=elevation,
-        azimuths=azimuth,
-        captions=[obj.caption] * n_views,
-        depths=torch.stack([v["depth"] for v in views]),
-    )
+    def build() -> dict:
+        elevation, azimuth = _orbit_angles(n_views, elevation_range, azimuths, seed)
+        c2ws = orbit_camera(elevation, azimuth, radius)
+        views = [render(obj, c2w, height, width, fov_deg, antialias=antialias) for c2w in c2ws]
+        return dict(
+            images=torch.stack([v["image"] for v in views]),
+            alphas=torch.stack([v["alpha"] for v in views]),
+            c2ws=c2ws,
+            K=intrinsics(focal_from_fov(fov_deg, width), height, width),
+            elevations=elevation,
+            azimuths=azimuth,
+            captions=[obj.caption] * n_views,
+            depths=torch.stack([v["depth"] for v in views]),
+        )
+
+    return MultiViewData(**_cached("views", key, build, cache))
+
+
+def _cached(kind: str, key: dict, build, cache: bool = True) -> dict:
+    """``build()`` (a dict of tensors and lists), stored under the cache folder ``kind`` by ``key`` and the version."""
+    key = {"version": TOYWORLD_VERSION, **key}
+    path = cache_dir() / kind / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".pt")
+    if cache and path.exists():
+        return torch.load(path, weights_only=True)
+    value = build()
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save({f.name: getattr(data, f.name) for f in fields(data)}, tmp)
+        torch.save(value, tmp)
         tmp.replace(path)  # atomic, so a crash never leaves a half-written cache entry
-    return data
+    return value
 
 
 def grid_points(resolution: int, bounds=(-1.0, 1.0)) -> torch.Tensor:
@@ -180,3 +191,29 @@ def surface_points(obj: ToyObject, n_points: int, seed: int = 0, resolution: int
         points = points - obj.sdf(points)[:, None] * obj.normals(points)
     return points
 
+
+
+def point_cloud_dataset(n_per_category: int, n_points: int = 1024, categories=CATEGORIES, first_seed: int = 0,
+                        cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Surface point clouds ``[M,N,3]`` and their class indices ``[M]`` (into ``categories``).
+
+    Shapes of each category use object seeds ``first_seed, first_seed + 1, ...``, so disjoint seed
+    ranges give disjoint training and held-out sets. Every toy object lies in the unit ball, so
+    the clouds are already inside [-1,1]^3, at their true relative sizes.
+    """
+    n_per_category, n_points = check_positive_int("n_per_category", n_per_category), check_positive_int("n_points", n_points)
+    for category in categories:
+        check_choice("categories", category, CATEGORIES)
+    key = dict(n_per_category=n_per_category, n_points=n_points, categories=list(categories), first_seed=first_seed)
+
+    def build() -> dict:
+        clouds, labels = [], []
+        for label, category in enumerate(categories):
+            for seed in range(first_seed, first_seed + n_per_category):
+                obj = make_object(category, _COLOR_NAMES[seed % len(_COLOR_NAMES)], seed)
+                clouds.append(surface_points(obj, n_points, seed=seed))
+                labels.append(label)
+        return dict(points=torch.stack(clouds), labels=torch.tensor(labels))
+
+    data = _cached("point_clouds", key, build, cache)
+    return data["points"], data["labels"]

@@ -1,0 +1,45 @@
+"""Ancestral sampling with any diffusers scheduler (DDPM, DDIM, ...), with classifier-free guidance.
+
+CFG form: diffusers' ``ε̂ = ε_u + s (ε_c - ε_u)``, so ``guidance_scale = 1`` is the plain
+conditional model and ``0`` the unconditional one. (threestudio writes ``ε_c + s (ε_c - ε_u)``,
+which is this form at ``s + 1``.)
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import SchedulerMixin
+
+from ..runtime import progress
+from ..validation import check_positive_int, check_tensor
+
+
+def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: torch.Tensor | None,
+                 guidance_scale: float) -> torch.Tensor:
+    """``ε̂(x_t [B,...], t)``: conditional, unconditional, or guided in one batched call."""
+    if class_labels is None or guidance_scale == 1.0:
+        return model(x_t, t, class_labels).sample
+    null = torch.full_like(class_labels, model.null_class)
+    eps_cond, eps_uncond = model(torch.cat([x_t, x_t]), t, torch.cat([class_labels, null])).sample.chunk(2)
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+@torch.no_grad()
+def sample(model: torch.nn.Module, scheduler: SchedulerMixin, shape, class_labels: torch.Tensor | None = None,
+           guidance_scale: float = 1.0, num_inference_steps: int = 50, generator: torch.Generator | None = None,
+           show_progress: bool = False) -> torch.Tensor:
+    """Draw ``shape = [B,...]`` samples from ``model`` by running ``scheduler`` from pure noise.
+
+    ``class_labels [B]`` condition every sample (``None``: unconditional). With a DDIM scheduler
+    (``eta = 0``) and a fixed ``generator``, sampling is deterministic.
+    """
+    shape = tuple(shape)
+    device = next(model.parameters()).device
+    if class_labels is not None:
+        class_labels = check_tensor("class_labels", torch.as_tensor(class_labels, device=device), shape=[shape[0]])
+    scheduler.set_timesteps(check_positive_int("num_inference_steps", num_inference_steps))
+    x = torch.randn(shape, generator=generator).to(device) * scheduler.init_noise_sigma
+    for t in progress(scheduler.timesteps, desc="sampling", disable=not show_progress):
+        eps = guided_noise(model, scheduler.scale_model_input(x, t), t, class_labels, guidance_scale)
+        x = scheduler.step(eps, t, x, generator=generator).prev_sample
+    return x

@@ -1,0 +1,101 @@
+"""The point-cloud denoiser, the training loop and sampling with diffusers' schedulers."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from minidiff3d.diffusion import PointCloudTransformer, guided_noise, sample, train_denoiser
+
+
+def random_model(seed=0, **kwargs):
+    """A small model with every weight random, including the zero-initialised gates and output."""
+    torch.manual_seed(seed)
+    model = PointCloudTransformer(num_classes=3, hidden_dim=32, num_layers=2, num_heads=2, num_inducing=8, **kwargs)
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.1)
+    return model.eval()
+
+
+def test_untrained_model_predicts_zero_noise():
+    model = PointCloudTransformer(num_classes=3, hidden_dim=32, num_layers=2, num_heads=2, num_inducing=8)
+    assert model(torch.randn(2, 16, 3), 10).sample.abs().max() == 0
+
+
+def test_timestep_and_class_really_condition_the_output():
+    model, x = random_model(), torch.randn(2, 64, 3)
+    out = lambda t, y: model(x, torch.tensor([t, t]), torch.tensor([y, y])).sample
+    assert (out(10, 0) - out(900, 0)).abs().mean() > 1e-3
+    assert (out(10, 0) - out(10, 1)).abs().mean() > 1e-3
+    assert (out(10, 0) - model(x, 10, None).sample).abs().mean() > 1e-3  # the null class differs too
+
+
+def test_permuting_points_permutes_predictions():
+    model, x = random_model(), torch.randn(1, 50, 3)
+    perm = torch.randperm(50)
+    torch.testing.assert_close(model(x[:, perm], 5).sample, model(x, 5).sample[:, perm], rtol=1e-4, atol=1e-5)
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path):
+    model, x = random_model(), torch.randn(2, 32, 3)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
+    loaded = PointCloudTransformer.from_pretrained(tmp_path).eval()
+    assert loaded.config.hidden_dim == 32
+    torch.testing.assert_close(loaded(x, 7, torch.tensor([1, 2])).sample, model(x, 7, torch.tensor([1, 2])).sample, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ((torch.randn(2, 16, 2), 3), r"sample: expected shape \[B, N, 3\], got \[2, 16, 2\]"),
+        ((torch.randn(2, 16, 3), torch.tensor([1, 2, 3])), r"timestep: expected shape \[2\], got \[3\]"),
+        ((torch.randn(2, 16, 3), 3, torch.tensor([0, 7])), r"class_labels: expected integers in \[0, 3\]"),
+        ((torch.full((1, 4, 3), float("nan")), 3), "sample: expected finite values"),
+    ],
+)
+def test_bad_input_is_named(args, message):
+    with pytest.raises(ValueError, match=message):
+        random_model()(*args)
+
+
+def test_guidance_scale_interpolates_between_unconditional_and_conditional():
+    model, x, y = random_model(), torch.randn(2, 16, 3), torch.tensor([0, 2])
+    cond, uncond = model(x, 50, y).sample, model(x, 50, None).sample
+    torch.testing.assert_close(guided_noise(model, x, 50, y, 1.0), cond)
+    torch.testing.assert_close(guided_noise(model, x, 50, y, 0.0), uncond, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(guided_noise(model, x, 50, y, 3.0), uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
+
+
+def test_ddim_sampling_is_reproducible_and_ddpm_is_stochastic():
+    model = random_model()
+    ddim = DDIMScheduler(num_train_timesteps=100)
+    run = lambda scheduler, seed: sample(model, scheduler, (2, 16, 3), torch.tensor([0, 1]), 2.0, 10, torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(run(ddim, 0), run(ddim, 0), rtol=0, atol=0)
+    assert (run(ddim, 0) - run(ddim, 1)).abs().max() > 1e-3
+    ddpm = DDPMScheduler(num_train_timesteps=100)
+    assert torch.isfinite(run(ddpm, 0)).all()
+
+
+def test_training_lowers_the_loss_and_resumes_from_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    data = torch.randn(8, 32, 3) * 0.3
+    labels = torch.arange(8) % 3
+    scheduler = DDPMScheduler(num_train_timesteps=100)
+    model = PointCloudTransformer(num_classes=3, hidden_dim=32, num_layers=2, num_heads=2, num_inducing=8)
+    first = train_denoiser(model, data, scheduler, labels, steps=40, batch_size=8, lr=3e-3, log_every=10,
+                           checkpoint_dir=tmp_path, checkpoint_every=20, show_progress=False)
+    assert first.history["step"] == [10, 20, 30, 40]
+    assert first.history["loss"][-1] < first.history["loss"][0]
+    fresh = PointCloudTransformer(num_classes=3, hidden_dim=32, num_layers=2, num_heads=2, num_inducing=8)
+    resumed = train_denoiser(fresh, data, scheduler, labels, steps=50, batch_size=8, lr=3e-3, log_every=10,
+                             checkpoint_dir=tmp_path, show_progress=False)
+    assert resumed.history["step"] == [10, 20, 30, 40, 50]
+
+
+def test_training_rejects_bad_arguments():
+    model, scheduler = random_model(), DDPMScheduler(num_train_timesteps=10)
+    with pytest.raises(ValueError, match=r"labels: expected shape \[4\], got \[3\]"):
+        train_denoiser(model, torch.randn(4, 8, 3), scheduler, torch.arange(3), steps=1)
+    with pytest.raises(ValueError, match="cond_dropout: expected a probability"):
+        train_denoiser(model, torch.randn(4, 8, 3), scheduler, cond_dropout=1.5, steps=1)
