@@ -99,3 +99,18 @@ def test_training_rejects_bad_arguments():
         train_denoiser(model, torch.randn(4, 8, 3), scheduler, torch.arange(3), steps=1)
     with pytest.raises(ValueError, match="cond_dropout: expected a probability"):
         train_denoiser(model, torch.randn(4, 8, 3), scheduler, cond_dropout=1.5, steps=1)
+
+
+def test_exercise_posterior_mean_matches_diffusers_ddpm_step():
+    from minidiff3d.exercises.ch02 import posterior_mean
+
+    scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type="sample", clip_sample=False)
+    x0, x_t = torch.randn(1, 16, 3), torch.randn(1, 16, 3)
+    t = 500
+    # DDPM's step adds sqrt(β̃_t) z with z from the generator: rebuild z and take it off again.
+    stepped = scheduler.step(x0, t, x_t, generator=torch.Generator().manual_seed(0)).prev_sample
+    z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    a_t, a_prev, beta = scheduler.alphas_cumprod[t], scheduler.alphas_cumprod[t - 1], scheduler.betas[t]
+    mean = stepped - ((1 - a_prev) / (1 - a_t) * beta).sqrt() * z
+    ours = posterior_mean(x0, x_t, torch.tensor([t]), scheduler.betas, scheduler.alphas_cumprod)
+    torch.testing.assert_close(ours, mean, rtol=1e-4, atol=1e-5)
