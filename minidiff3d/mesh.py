@@ -28,7 +28,7 @@ def index_to_world(indices: torch.Tensor, resolution: int, bounds=(-1.0, 1.0)) -
 
 
 def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "below",
-                 fill_interior: bool = False) -> trimesh.Trimesh:
+                 fill_interior: bool = False, seal_gaps: int = 1) -> trimesh.Trimesh:
     """Marching cubes on ``grid [R,R,R]`` at ``level``, as a mesh in world coordinates.
 
     ``inside="below"`` suits signed distances (negative inside); use ``"above"`` for
@@ -38,7 +38,9 @@ def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "be
     ``fill_interior`` counts as inside every region that the outside cannot reach: a NeRF
     only needs a dense shell to look right, and its interior is often a patchwork of low
     density that would otherwise become hundreds of inner surfaces. Open cavities (a mug's
-    inside) stay open, because the outside reaches them.
+    inside) stay open, because the outside reaches them. A young NeRF's shell has pinholes,
+    so gaps up to about ``2 * seal_gaps`` voxels wide are sealed (a morphological closing)
+    before the outside is flood-filled; the surface itself is still cut from the raw values.
     """
     grid = check_tensor("grid", torch.as_tensor(grid, dtype=torch.float32), shape=["R", "R", "R"])
     check_choice("inside", inside, ("below", "above"))
@@ -54,8 +56,10 @@ def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "be
         )
     padded = np.pad(field, 1, constant_values=min(field.min(), iso) - 1.0)
     if fill_interior:
-        components, _ = ndimage.label(padded <= iso)  # empty regions, 6-connected
-        enclosed = (padded <= iso) & (components != components[0, 0, 0])  # the padding is outside
+        solid = padded > iso
+        sealed = ndimage.binary_closing(solid, iterations=seal_gaps) if seal_gaps > 0 else solid
+        components, _ = ndimage.label(~sealed)  # empty regions, 6-connected
+        enclosed = ~solid & (components != components[0, 0, 0])  # the padding is outside
         padded[enclosed] = max(padded.max(), iso + 1.0)
     vertices, faces = mcubes.marching_cubes(padded, iso)
     world = index_to_world(torch.from_numpy(vertices - 1.0), grid.shape[0], (lo, hi)).numpy()

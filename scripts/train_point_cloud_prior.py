@@ -38,13 +38,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-per-category", type=int, default=64, help="training shapes per category")
     parser.add_argument("--points", type=int, default=1024)
+    parser.add_argument("--hidden-dim", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("build/checkpoints/point_cloud"))
     parser.add_argument("--eval-per-category", type=int, default=16, help="held-out shapes (and samples) per category")
     args = parser.parse_args()
     seed_everything(0)
 
     points, labels = point_cloud_dataset(args.n_per_category, args.points)
-    model = PointCloudTransformer(num_classes=len(CATEGORIES))
+    model = PointCloudTransformer(num_classes=len(CATEGORIES), hidden_dim=args.hidden_dim, num_layers=args.layers)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
     tic = time.perf_counter()
     result = train_denoiser(model, points, scheduler, labels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -67,7 +69,8 @@ def main() -> None:
     history = result.history
     card = f"""# point-cloud-diffusion (minidiff3d, chapter 02)
 
-A `PointCloudTransformer` (set transformer with adaLN-Zero timestep and class conditioning)
+A `PointCloudTransformer` (set transformer with adaLN-Zero timestep and class conditioning;
+{args.layers} blocks {args.hidden_dim} wide, {sum(p.numel() for p in model.parameters()):,} parameters)
 trained to denoise {args.points}-point surface clouds of the toy world.
 
 - **Data:** `point_cloud_dataset({args.n_per_category}, {args.points})`: {len(points)} shapes,

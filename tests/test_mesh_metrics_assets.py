@@ -47,6 +47,12 @@ def test_fill_interior_removes_enclosed_surfaces_but_keeps_open_cavities():
     filled = extract_mesh(shell, 5.0, inside="above", fill_interior=True)
     assert len(filled.split(only_watertight=False)) == 1 and filled.is_watertight
     assert np.abs(np.linalg.norm(filled.vertices, axis=1) - 0.7).max() < 2 / 40
+    pierced = shell.clone()
+    pierced[20, 20, 29:36] = 0.0  # a one-voxel hole through the top of the shell (z from 0.45 to 0.75)
+    assert len(extract_mesh(pierced, 5.0, inside="above", fill_interior=True, seal_gaps=0).split(only_watertight=False)) == 1
+    assert np.linalg.norm(extract_mesh(pierced, 5.0, inside="above", fill_interior=True, seal_gaps=0).vertices, axis=1).min() < 0.55
+    sealed = extract_mesh(pierced, 5.0, inside="above", fill_interior=True)  # seal_gaps=1 closes the pinhole
+    assert np.linalg.norm(sealed.vertices, axis=1).min() > 0.6
     cup = shell * (points[..., 2] < 0.3).float()  # cut the top off: the cavity opens to the outside
     opened = extract_mesh(cup, 5.0, inside="above", fill_interior=True)
     assert np.linalg.norm(opened.vertices, axis=1).min() < 0.55  # the inner wall is still there
