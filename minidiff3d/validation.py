@@ -51,7 +51,7 @@ def check_tensor(
             elif isinstance(want, str):
                 if sizes.setdefault(want, got) != got:
                     raise ValueError(
-                        f"{name}: expected shape {_fmt(spec)} with {want}={sizes[want]} (set by another argument), "
+                        f"{name}: expected shape {_fmt(spec)} with {want}={sizes[want]} (fixed by an earlier dimension or argument), "
                         f"got {list(actual)}"
                     )
         if not ok:

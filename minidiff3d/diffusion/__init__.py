@@ -5,7 +5,8 @@ package adds only what the course teaches.
 """
 
 from .point_cloud import PointCloudTransformer, load_point_cloud_prior
+from .sdf_unet import SDFUNet3D
 from .sampling import guided_noise, sample
 from .training import TrainingResult, train_denoiser
 
-__all__ = ["PointCloudTransformer", "TrainingResult", "guided_noise", "load_point_cloud_prior", "sample", "train_denoiser"]
+__all__ = ["PointCloudTransformer", "SDFUNet3D", "TrainingResult", "guided_noise", "load_point_cloud_prior", "sample", "train_denoiser"]
