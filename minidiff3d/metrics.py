@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 
 from .validation import check_choice, check_positive, check_positive_int, check_tensor
 
@@ -100,15 +101,23 @@ def normalize_bounding_box(clouds: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_distances(x: torch.Tensor, y: torch.Tensor, metric: str = "CD", emd_max_points: int = 512) -> torch.Tensor:
-    """``[X,Y]`` distances between every cloud of ``x [X,N,3]`` and of ``y [Y,M,3]`` ("CD" or "EMD")."""
+    """``[X,Y]`` distances between every cloud of ``x [X,N,3]`` and of ``y [Y,M,3]`` ("CD" or "EMD"), without gradients.
+
+    Chamfer uses one k-d tree per cloud (scipy's ``cKDTree``, exact nearest neighbours), built
+    once and queried for every pair: O(N log M) per pair instead of the N·M distance matrix,
+    which is what makes a 1-NNA over hundreds of 2048-point clouds take minutes, not an hour.
+    """
     check_choice("metric", metric, ("CD", "EMD"))
-    chunk = max(1, 2**24 // (x.shape[1] * y.shape[1]))  # clouds per call: ~64 MB of pairwise distances
-    if metric == "CD":
-        distance = chamfer_distance
-    else:
-        distance = lambda a, b: earth_movers_distance(a, b, max_points=emd_max_points)
-    return torch.stack([torch.cat([distance(cloud.expand(len(block), -1, -1), block) for block in y.split(chunk)])
-                        for cloud in x])
+    x, y = _check_clouds("x", x).detach().cpu(), _check_clouds("y", y).detach().cpu()
+    if metric == "EMD":
+        return torch.stack([earth_movers_distance(cloud.expand(len(y), -1, -1), y, max_points=emd_max_points) for cloud in x])
+    x_np, y_np = x.double().numpy(), y.double().numpy()
+    x_trees, y_trees = [cKDTree(c) for c in x_np], [cKDTree(c) for c in y_np]
+    out = np.empty((len(x), len(y)))
+    for i, (a, a_tree) in enumerate(zip(x_np, x_trees)):
+        for j, (b, b_tree) in enumerate(zip(y_np, y_trees)):
+            out[i, j] = np.square(b_tree.query(a)[0]).mean() + np.square(a_tree.query(b)[0]).mean()
+    return torch.from_numpy(out).to(x.dtype)
 
 
 def one_nn_accuracy(d_xx: torch.Tensor, d_xy: torch.Tensor, d_yy: torch.Tensor) -> float:

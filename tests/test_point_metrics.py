@@ -30,6 +30,13 @@ def test_chamfer_matches_brute_force_and_is_symmetric():
     assert chamfer_distance(a, a).abs().max() < 1e-6
 
 
+def test_pairwise_chamfer_by_kd_trees_matches_the_dense_computation():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(3, 40, 3, generator=g), torch.rand(4, 40, 3, generator=g)
+    dense = torch.stack([chamfer_distance(a.expand(4, -1, -1), y) for a in x])
+    torch.testing.assert_close(pairwise_distances(x, y), dense, rtol=1e-5, atol=1e-7)
+
+
 def test_emd_hand_computed_and_brute_force():
     a = torch.tensor([[[0.0, 0, 0], [2, 0, 0]]])
     b = torch.tensor([[[3.0, 0, 0], [1, 0, 0]]])
