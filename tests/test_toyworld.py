@@ -6,7 +6,7 @@ import torch
 from minidiff3d.cameras import focal_from_fov, get_rays, orbit_camera
 from minidiff3d.toyworld import (
     ASYMMETRIC, CATEGORIES, COLORS, DEFAULT_FOV_DEG, TWO_PART, grid_points, make_object, object_mesh,
-    point_cloud_dataset, render, render_views, sdf_grid, surface_points,
+    point_cloud_dataset, render, render_views, sdf_dataset, sdf_grid, surface_points,
 )
 
 ALL = [make_object(c, "red", seed) for c in CATEGORIES for seed in (0, 1, 2)]
@@ -169,3 +169,11 @@ def test_point_cloud_dataset_labels_seeds_and_cache(tmp_path, monkeypatch):
     assert torch.equal(point_cloud_dataset(2, 128, categories=("torus", "duck"))[0], points)
     with pytest.raises(ValueError, match="categories: expected one of"):
         point_cloud_dataset(1, 16, categories=("teapot",))
+
+
+def test_sdf_dataset_is_the_truncated_grids_of_its_shapes(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIDIFF3D_CACHE", str(tmp_path))
+    grids, labels = sdf_dataset(2, 16, truncation=0.1, categories=("cube", "mug"), first_seed=5)
+    assert grids.shape == (4, 1, 16, 16, 16) and labels.tolist() == [0, 0, 1, 1]
+    torch.testing.assert_close(grids[3], sdf_grid(make_object("mug", "red", 6), 16, truncation=0.1))
+    assert grids.min() >= -0.1 and grids.max() <= 0.1

@@ -193,6 +193,25 @@ def surface_points(obj: ToyObject, n_points: int, seed: int = 0, resolution: int
 
 
 
+def _shape_dataset(kind: str, n_per_category: int, categories, first_seed: int, key: dict, make, cache: bool):
+    """``make(obj) -> tensor`` for every shape, stacked, with class indices; cached by ``key``."""
+    n_per_category = check_positive_int("n_per_category", n_per_category)
+    for category in categories:
+        check_choice("categories", category, CATEGORIES)
+    key = dict(key, layout="data+labels", n_per_category=n_per_category, categories=list(categories), first_seed=first_seed)
+
+    def build() -> dict:
+        items, labels = [], []
+        for label, category in enumerate(categories):
+            for seed in range(first_seed, first_seed + n_per_category):
+                items.append(make(make_object(category, _COLOR_NAMES[seed % len(_COLOR_NAMES)], seed)))
+                labels.append(label)
+        return dict(data=torch.stack(items), labels=torch.tensor(labels))
+
+    data = _cached(kind, key, build, cache)
+    return data["data"], data["labels"]
+
+
 def point_cloud_dataset(n_per_category: int, n_points: int = 1024, categories=CATEGORIES, first_seed: int = 0,
                         cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Surface point clouds ``[M,N,3]`` and their class indices ``[M]`` (into ``categories``).
@@ -201,19 +220,17 @@ def point_cloud_dataset(n_per_category: int, n_points: int = 1024, categories=CA
     ranges give disjoint training and held-out sets. Every toy object lies in the unit ball, so
     the clouds are already inside [-1,1]^3, at their true relative sizes.
     """
-    n_per_category, n_points = check_positive_int("n_per_category", n_per_category), check_positive_int("n_points", n_points)
-    for category in categories:
-        check_choice("categories", category, CATEGORIES)
-    key = dict(n_per_category=n_per_category, n_points=n_points, categories=list(categories), first_seed=first_seed)
+    n_points = check_positive_int("n_points", n_points)
+    return _shape_dataset("point_clouds", n_per_category, categories, first_seed, dict(n_points=n_points),
+                          lambda obj: surface_points(obj, n_points, seed=obj.seed), cache)
 
-    def build() -> dict:
-        clouds, labels = [], []
-        for label, category in enumerate(categories):
-            for seed in range(first_seed, first_seed + n_per_category):
-                obj = make_object(category, _COLOR_NAMES[seed % len(_COLOR_NAMES)], seed)
-                clouds.append(surface_points(obj, n_points, seed=seed))
-                labels.append(label)
-        return dict(points=torch.stack(clouds), labels=torch.tensor(labels))
 
-    data = _cached("point_clouds", key, build, cache)
-    return data["points"], data["labels"]
+def sdf_dataset(n_per_category: int, resolution: int = 32, truncation: float | None = 0.1, categories=CATEGORIES,
+                first_seed: int = 0, cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDF grids ``[M,1,R,R,R]`` (see ``sdf_grid``; truncated to ±``truncation``) and class indices ``[M]``.
+
+    Seeds work as in ``point_cloud_dataset``.
+    """
+    resolution = check_positive_int("resolution", resolution)
+    return _shape_dataset("sdf_grids", n_per_category, categories, first_seed, dict(resolution=resolution, truncation=truncation),
+                          lambda obj: sdf_grid(obj, resolution, truncation), cache)
