@@ -57,6 +57,8 @@ check-exercises: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) benchmarks/toyworld_render.py
 	$(PY) benchmarks/nerf.py --budget 300
+	$(PY) benchmarks/point_metrics.py
+	$(PY) benchmarks/sampling.py
 
 clean:
 	rm -rf build .pytest_cache
