@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.utils import BaseOutput
 from torch import nn
 
 from ..validation import check_tensor
+from .conditioning import TimeClassEmbedding
 
 
 @dataclass
@@ -77,9 +77,7 @@ class PointCloudTransformer(ModelMixin, ConfigMixin):
     def __init__(self, num_classes: int = 10, hidden_dim: int = 128, num_layers: int = 4, num_heads: int = 4,
                  num_inducing: int = 32, mlp_ratio: int = 2):
         super().__init__()
-        self.time_proj = Timesteps(hidden_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embedding = TimestepEmbedding(hidden_dim, hidden_dim)
-        self.class_embedding = nn.Embedding(num_classes + 1, hidden_dim)
+        self.conditioning = TimeClassEmbedding(num_classes, hidden_dim, hidden_dim)
         self.input = nn.Linear(3, hidden_dim)
         self.blocks = nn.ModuleList(InducedSetBlock(hidden_dim, num_heads, num_inducing, mlp_ratio) for _ in range(num_layers))
         self.norm_out = nn.LayerNorm(hidden_dim, elementwise_affine=False)
@@ -98,16 +96,7 @@ class PointCloudTransformer(ModelMixin, ConfigMixin):
         """``sample [B,N,3]``, ``timestep`` (int, ``[]`` or ``[B]``), ``class_labels [B]`` long or None."""
         sample = check_tensor("sample", sample, shape=["B", "N", 3], floating=True)
         batch = sample.shape[0]
-        timestep = torch.as_tensor(timestep, device=sample.device)
-        timestep = check_tensor("timestep", timestep.expand(batch) if timestep.ndim == 0 else timestep, shape=[batch])
-        if class_labels is None:
-            class_labels = torch.full((batch,), self.null_class, device=sample.device)
-        class_labels = check_tensor("class_labels", torch.as_tensor(class_labels, device=sample.device), shape=[batch])
-        if class_labels.is_floating_point() or (class_labels < 0).any() or (class_labels > self.null_class).any():
-            raise ValueError(f"class_labels: expected integers in [0, {self.null_class}] ({self.null_class} = unconditional), "
-                             f"got {class_labels.tolist()}")
-
-        cond = self.time_embedding(self.time_proj(timestep).to(sample.dtype)) + self.class_embedding(class_labels)
+        cond = self.conditioning(timestep, class_labels, batch, sample.dtype, sample.device)
         x = self.input(sample)
         for block in self.blocks:
             x = block(x, cond)

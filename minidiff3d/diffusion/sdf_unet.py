@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.utils import BaseOutput
 from torch import nn
 
 from ..validation import check_tensor
+from .conditioning import TimeClassEmbedding
 
 
 @dataclass
@@ -63,9 +63,7 @@ class SDFUNet3D(ModelMixin, ConfigMixin):
         super().__init__()
         widths = [base_channels * m for m in channel_mults]
         cond_dim = 4 * base_channels
-        self.time_proj = Timesteps(base_channels, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embedding = TimestepEmbedding(base_channels, cond_dim)
-        self.class_embedding = nn.Embedding(num_classes + 1, cond_dim)
+        self.conditioning = TimeClassEmbedding(num_classes, base_channels, cond_dim)
         self.input = nn.Conv3d(in_channels, widths[0], 3, padding=1)
         self.encoder = nn.ModuleList(ResBlock3D(c_in, c_out, cond_dim) for c_in, c_out in zip(widths[:1] + widths[:-1], widths))
         self.down = nn.ModuleList(nn.Conv3d(c, c, 3, stride=2, padding=1) for c in widths[:-1])
@@ -90,16 +88,7 @@ class SDFUNet3D(ModelMixin, ConfigMixin):
         batch, resolution = sample.shape[0], sample.shape[-1]
         if resolution % factor:
             raise ValueError(f"sample: expected a resolution divisible by {factor}, got {resolution}")
-        timestep = torch.as_tensor(timestep, device=sample.device)
-        timestep = check_tensor("timestep", timestep.expand(batch) if timestep.ndim == 0 else timestep, shape=[batch])
-        if class_labels is None:
-            class_labels = torch.full((batch,), self.null_class, device=sample.device)
-        class_labels = check_tensor("class_labels", torch.as_tensor(class_labels, device=sample.device), shape=[batch])
-        if class_labels.is_floating_point() or (class_labels < 0).any() or (class_labels > self.null_class).any():
-            raise ValueError(f"class_labels: expected integers in [0, {self.null_class}] ({self.null_class} = unconditional), "
-                             f"got {class_labels.tolist()}")
-
-        cond = self.time_embedding(self.time_proj(timestep).to(sample.dtype)) + self.class_embedding(class_labels)
+        cond = self.conditioning(timestep, class_labels, batch, sample.dtype, sample.device)
         h, skips = self.input(sample), []
         for level, block in enumerate(self.encoder):
             h = block(h, cond)
