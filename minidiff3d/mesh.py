@@ -67,6 +67,24 @@ def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "be
     return trimesh.Trimesh(world, faces.astype(np.int64), process=False)
 
 
+def meshes_from_sdf_grids(grids, level: float = 0.0, bounds=(-1.0, 1.0), **options) -> list[trimesh.Trimesh | None]:
+    """``extract_mesh`` for each signed-distance grid of ``grids [B,1,R,R,R]``; ``None`` where a grid has no surface.
+
+    A generative model can sample a grid that is all inside or all outside; that is a failed
+    sample to count, not an error. ``options`` go to ``extract_mesh``.
+    """
+    grids = check_tensor("grids", torch.as_tensor(grids), shape=["B", 1, "R", "R", "R"], floating=True)
+    meshes = []
+    for grid in grids[:, 0].detach().cpu():
+        try:
+            meshes.append(extract_mesh(grid, level, bounds, **options))
+        except ValueError as error:
+            if "no surface" not in str(error):
+                raise
+            meshes.append(None)
+    return meshes
+
+
 def export_mesh(mesh: trimesh.Trimesh, path) -> Path:
     """Write ``mesh`` as .obj, .ply, .glb, .stl or .off (chosen by the suffix); returns the path."""
     path = Path(path)

@@ -1,9 +1,10 @@
-"""Quality metrics: images (PSNR, SSIM) and point-cloud sets (Chamfer, EMD, MMD, COV, 1-NNA)."""
+"""Quality metrics: images (PSNR, SSIM), point-cloud sets (Chamfer, EMD, MMD, COV, 1-NNA) and sampled meshes."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import trimesh
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
@@ -162,4 +163,26 @@ def evaluate_point_clouds(samples: torch.Tensor, refs: torch.Tensor, metrics=("C
         scores[f"MMD-{metric}"] = d_sr.min(0).values.mean().item()
         scores[f"COV-{metric}"] = d_sr.argmin(1).unique().numel() / len(refs)
         scores[f"1-NNA-{metric}"] = one_nn_accuracy(pairs(samples, samples), d_sr, pairs(refs, refs))
+    return scores
+
+
+def evaluate_meshes(meshes, refs: torch.Tensor, metrics=("CD",), normalize: bool = True, seed: int = 0) -> dict[str, float]:
+    """Quality of generated ``meshes`` (trimesh meshes, ``None`` for a failed sample) against ``refs [R,N,3]``.
+
+    ``watertight`` is the fraction of all meshes that are closed manifolds (``None`` counts as
+    not); ``pieces`` is the mean number of connected components of those with a surface, which
+    exposes floaters that watertightness alone hides. Each mesh with a surface is sampled with N points by area, and those clouds are
+    scored by ``evaluate_point_clouds``; ``surface`` is the fraction that had one.
+    """
+    meshes = list(meshes)
+    if not meshes:
+        raise ValueError("meshes: expected at least one mesh, got none")
+    refs = _check_clouds("refs", refs)
+    usable = [m for m in meshes if m is not None and len(m.faces) > 0]
+    scores = {"watertight": sum(m.is_watertight for m in usable) / len(meshes), "surface": len(usable) / len(meshes)}
+    if usable:
+        scores["pieces"] = sum(len(m.split(only_watertight=False)) for m in usable) / len(usable)
+        clouds = torch.stack([torch.as_tensor(trimesh.sample.sample_surface(m, refs.shape[1], seed=seed + i)[0], dtype=refs.dtype)
+                              for i, m in enumerate(usable)])
+        scores.update(evaluate_point_clouds(clouds, refs, metrics, normalize))
     return scores

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import torch
 
 from .cameras import frustum_corners
@@ -114,25 +115,52 @@ def to_png(image) -> bytes:
     return buffer.getvalue()
 
 
+def points_trace(points, color=None, size: float = 2.0, name: str = "points") -> go.Scatter3d:
+    """A plotly trace of a point cloud ``[N,3]``; ``color`` is one colour or per-point values."""
+    p = _np(points).reshape(-1, 3).round(4)  # 4 decimals keep stored figures small
+    return go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", marker=dict(size=size, color=color),
+                        name=name, showlegend=False)
+
+
+def mesh_trace(mesh, color: str | None = None, opacity: float = 1.0, name: str = "mesh") -> go.Mesh3d:
+    """A plotly trace of a ``trimesh.Trimesh``, in its vertex colours unless ``color`` is given."""
+    v, f = np.asarray(mesh.vertices).round(4), np.asarray(mesh.faces)
+    vertex_colors = None
+    if color is None and mesh.visual.kind == "vertex":
+        vertex_colors = [f"rgb({r},{g},{b})" for r, g, b, _ in np.asarray(mesh.visual.vertex_colors)]
+    return go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2], color=color or "lightgray",
+                     vertexcolor=vertex_colors, opacity=opacity, name=name, flatshading=False,
+                     lighting=dict(ambient=0.5, diffuse=0.7), showlegend=False)
+
+
 def plot_points(points, fig: go.Figure | None = None, color=None, size: float = 2.0, name: str = "points") -> go.Figure:
-    """A point cloud ``[N,3]``; ``color`` is one colour or per-point values."""
+    """A point cloud ``[N,3]`` in ``fig`` (a new scene by default)."""
     fig = fig or scene_figure()
-    p = _np(points).reshape(-1, 3)
-    fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", marker=dict(size=size, color=color),
-                               name=name, showlegend=False))
+    fig.add_trace(points_trace(points, color, size, name))
     return fig
 
 
 def plot_mesh(mesh, fig: go.Figure | None = None, color: str | None = None, opacity: float = 1.0, name: str = "mesh") -> go.Figure:
-    """A ``trimesh.Trimesh``, in its vertex colours unless ``color`` is given."""
+    """A ``trimesh.Trimesh`` in ``fig`` (a new scene by default)."""
     fig = fig or scene_figure()
-    v, f = np.asarray(mesh.vertices).round(4), np.asarray(mesh.faces)  # 4 decimals keep stored figures small
-    vertex_colors = None
-    if color is None and mesh.visual.kind == "vertex":
-        vertex_colors = [f"rgb({r},{g},{b})" for r, g, b, _ in np.asarray(mesh.visual.vertex_colors)]
-    fig.add_trace(go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2], color=color or "lightgray",
-                            vertexcolor=vertex_colors, opacity=opacity, name=name, flatshading=False,
-                            lighting=dict(ambient=0.5, diffuse=0.7), showlegend=False))
+    fig.add_trace(mesh_trace(mesh, color, opacity, name))
+    return fig
+
+
+def gallery(traces, titles, cols: int = 5, extent: float = 1.0, row_height: int = 260, title: str | None = None) -> go.Figure:
+    """One 3-D scene per trace (``points_trace``, ``mesh_trace``, or ``None`` for an empty panel), on shared [-extent, extent] axes."""
+    traces, titles = list(traces), list(titles)
+    if len(traces) != len(titles):
+        raise ValueError(f"titles: expected one per trace ({len(traces)}), got {len(titles)}")
+    rows = -(-len(traces) // cols)
+    fig = make_subplots(rows=rows, cols=cols, specs=[[{"type": "scene"}] * cols] * rows, subplot_titles=titles,
+                        horizontal_spacing=0.01, vertical_spacing=0.04)
+    for i, trace in enumerate(traces):
+        if trace is not None:
+            fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
+    axis = dict(range=[-extent, extent], visible=False)
+    fig.update_scenes(aspectmode="cube", xaxis=axis, yaxis=axis, zaxis=axis)
+    fig.update_layout(height=rows * row_height + 40, margin=dict(l=0, r=0, t=40, b=0), title=title)
     return fig
 
 

@@ -8,8 +8,8 @@ from skimage.measure import marching_cubes as skimage_marching_cubes
 from skimage.metrics import peak_signal_noise_ratio
 
 from minidiff3d import assets
-from minidiff3d.mesh import export_mesh, extract_mesh
-from minidiff3d.metrics import psnr
+from minidiff3d.mesh import export_mesh, extract_mesh, meshes_from_sdf_grids
+from minidiff3d.metrics import evaluate_meshes, psnr
 from minidiff3d.toyworld import grid_points
 
 
@@ -68,6 +68,34 @@ def test_no_surface_is_a_clear_error():
         extract_mesh(torch.ones(8, 8, 8), level=0.0)
     with pytest.raises(ValueError, match=r"grid: expected shape \[R, R, R\] with R=8"):
         extract_mesh(torch.ones(8, 8, 9))
+
+
+def ball_grid(radius, centre=(0.0, 0.0, 0.0), resolution=24):
+    return ((grid_points(resolution) - torch.tensor(centre)).norm(dim=-1) - radius)[None]
+
+
+def test_meshes_from_sdf_grids_marks_a_grid_without_surface_as_none():
+    grids = torch.stack([ball_grid(0.5), torch.ones(1, 24, 24, 24)])
+    meshes = meshes_from_sdf_grids(grids)
+    assert meshes[1] is None and meshes[0].is_watertight
+    with pytest.raises(ValueError, match=r"grids: expected shape \[B, 1, R, R, R\]"):
+        meshes_from_sdf_grids(grids[:, 0])
+
+
+def test_evaluate_meshes_counts_failures_and_floaters():
+    refs = torch.stack([torch.nn.functional.normalize(torch.randn(512, 3, generator=torch.Generator().manual_seed(i)), dim=-1) * 0.5
+                        for i in range(3)])
+    floater = ball_grid(0.5, (-0.2, 0, 0)).minimum(ball_grid(0.15, (0.8, 0, 0)))  # a ball and a speck apart
+    meshes = meshes_from_sdf_grids(torch.stack([ball_grid(0.5), floater, torch.ones(1, 24, 24, 24)]))
+    scores = evaluate_meshes(meshes, refs)
+    assert scores["surface"] == pytest.approx(2 / 3) and scores["watertight"] == pytest.approx(2 / 3)
+    assert scores["pieces"] == pytest.approx(1.5)
+    alone = evaluate_meshes(meshes[:1], refs)
+    assert alone["COV-CD"] == pytest.approx(1 / 3)
+    cube = meshes_from_sdf_grids((grid_points(24).abs().amax(-1) - 0.4)[None, None])
+    assert alone["MMD-CD"] < 0.03 < evaluate_meshes(cube, refs)["MMD-CD"]  # 0.016 is 512-point sampling noise
+    with pytest.raises(ValueError, match="meshes: expected at least one mesh"):
+        evaluate_meshes([], refs)
 
 
 @pytest.mark.parametrize("suffix", [".obj", ".ply", ".glb"])
@@ -137,3 +165,14 @@ def test_turntable_gif_has_every_frame(tmp_path):
     assert not torch.equal(frames[0], frames[3])  # the front and the back differ
     gif = Image.open(save_gif(frames, tmp_path / "turn.gif", scale=2))
     assert gif.n_frames == 6 and gif.size == (32, 32)
+
+
+def test_gallery_puts_each_trace_in_its_own_scene():
+    from minidiff3d.plotting import gallery, mesh_trace, points_trace
+
+    ball = extract_mesh(sphere_grid(16))
+    fig = gallery([points_trace(torch.rand(10, 3)), None, mesh_trace(ball)], ["a", "b", "c"], cols=2)
+    assert [trace.scene for trace in fig.data] == ["scene", "scene3"]  # the empty panel keeps its place
+    assert [a.text for a in fig.layout.annotations] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"titles: expected one per trace \(3\), got 2"):
+        gallery([None] * 3, ["a", "b"])

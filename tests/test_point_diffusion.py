@@ -99,6 +99,15 @@ def test_training_rejects_bad_arguments():
         train_denoiser(model, torch.randn(4, 8, 3), scheduler, torch.arange(3), steps=1)
     with pytest.raises(ValueError, match="cond_dropout: expected a probability"):
         train_denoiser(model, torch.randn(4, 8, 3), scheduler, cond_dropout=1.5, steps=1)
+    with pytest.raises(ValueError, match="lr_schedule: expected one of"):
+        train_denoiser(model, torch.randn(4, 8, 3), scheduler, lr_schedule="linear", steps=1)
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_at_the_last_step():
+    model, scheduler = random_model(), DDPMScheduler(num_train_timesteps=10)
+    run = train_denoiser(model, torch.randn(8, 8, 3), scheduler, steps=4, batch_size=4, lr=0.01, log_every=1,
+                         lr_schedule="cosine", ema_decay=None, show_progress=False)
+    assert run.history["lr"] == pytest.approx([0.01, 0.01 * (1 + 0.5**0.5) / 2, 0.005, 0.01 * (1 - 0.5**0.5) / 2])
 
 
 def test_exercise_posterior_mean_matches_diffusers_ddpm_step():

@@ -71,3 +71,25 @@ def test_trains_and_samples_with_the_shared_loop():
     grids = sample(result.model, DDIMScheduler(num_train_timesteps=50), (2, 1, 8, 8, 8), torch.tensor([0, 1]), 2.0, 4,
                    torch.Generator().manual_seed(0))
     assert grids.shape == (2, 1, 8, 8, 8) and torch.isfinite(grids).all()
+
+
+def test_patchified_unet_runs_at_a_lower_resolution_and_maps_back():
+    torch.manual_seed(0)
+    model = SDFUNet3D(base_channels=8, channel_mults=(1, 2), num_classes=3, patch_size=2).eval()
+    nn.init.normal_(model.output.weight, std=0.1)
+    sizes = []
+    model.encoder[0].register_forward_hook(lambda module, inputs, output: sizes.append(tuple(output.shape[-3:])))
+    x = torch.randn(2, 1, 16, 16, 16)
+    out = model(x, torch.tensor([3, 700]), torch.tensor([0, 2])).sample
+    assert out.shape == x.shape and sizes == [(8, 8, 8)]
+    assert (out[0] - model(x, torch.tensor([700, 700]), torch.tensor([0, 2])).sample[0]).abs().mean() > 1e-4
+    with pytest.raises(ValueError, match="sample: expected a resolution divisible by 4, got 6"):
+        model(torch.randn(1, 1, 6, 6, 6), 3)
+
+
+def test_encode_and_decode_sdf_centre_the_band_and_invert_inside_it():
+    model = SDFUNet3D(base_channels=8, channel_mults=(1, 2), truncation=0.2, offset=0.85)
+    sdf = torch.linspace(-0.3, 0.3, 8**3).reshape(1, 1, 8, 8, 8)
+    values = model.encode_sdf(sdf)
+    assert values.max().item() == pytest.approx(1 - 0.85) and values.min().item() == pytest.approx(-1.85)
+    torch.testing.assert_close(model.decode_sdf(values), sdf.clamp(-0.2, 0.2))

@@ -4,9 +4,13 @@ Noise schedules, ``add_noise`` and the sampling steps come from diffusers' sched
 package adds only what the course teaches.
 """
 
-from .point_cloud import PointCloudTransformer, load_point_cloud_prior
-from .sdf_unet import SDFUNet3D
+from .point_cloud import PointCloudTransformer
 from .sampling import guided_noise, sample
+from .sdf_unet import SDFUNet3D
+from .shipped import load_point_cloud_prior, load_sdf_prior, load_shipped_denoiser
 from .training import TrainingResult, train_denoiser
 
-__all__ = ["PointCloudTransformer", "SDFUNet3D", "TrainingResult", "guided_noise", "load_point_cloud_prior", "sample", "train_denoiser"]
+__all__ = [
+    "PointCloudTransformer", "SDFUNet3D", "TrainingResult", "guided_noise", "load_point_cloud_prior", "load_sdf_prior",
+    "load_shipped_denoiser", "sample", "train_denoiser",
+]

@@ -104,14 +104,3 @@ class PointCloudTransformer(ModelMixin, ConfigMixin):
         noise = self.output(modulate(self.norm_out(x), shift, scale))
         return PointCloudOutput(sample=noise) if return_dict else (noise,)
 
-
-def load_point_cloud_prior(device=None):
-    """The shipped model of chapter 02 and its training scheduler, offline: ``(model, DDPMScheduler)``."""
-    from diffusers import DDPMScheduler
-
-    from .. import assets
-    from ..runtime import get_device
-
-    folder = assets.asset_path("point-cloud-diffusion").parent
-    model = PointCloudTransformer.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
-    return model.to(device or get_device()).eval(), DDPMScheduler.from_pretrained(folder, local_files_only=True)

@@ -11,6 +11,7 @@ any model ``model(x_t, t, class_labels).sample`` with a ``null_class`` attribute
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +23,15 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..runtime import progress
-from ..validation import check_positive, check_positive_int, check_tensor
+from ..validation import check_choice, check_positive, check_positive_int, check_tensor
 
 
 @dataclass
 class TrainingResult:
-    """The trained model (with EMA weights when EMA was used) and ``history`` of ``step``, ``loss``, ``seconds``."""
+    """The trained model (with EMA weights when EMA was used) and ``history`` of ``step``, ``loss``, ``seconds``, ``lr``."""
 
     model: torch.nn.Module
-    history: dict[str, list] = field(default_factory=lambda: {"step": [], "loss": [], "seconds": []})
+    history: dict[str, list] = field(default_factory=lambda: {"step": [], "loss": [], "seconds": [], "lr": []})
 
 
 def _forever(loader: DataLoader):
@@ -41,13 +42,15 @@ def _forever(loader: DataLoader):
 def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMScheduler, labels: torch.Tensor | None = None,
                    steps: int = 1000, batch_size: int = 32, lr: float = 1e-3, cond_dropout: float = 0.1,
                    ema_decay: float | None = 0.999, max_seconds: float | None = None, log_every: int = 50,
-                   checkpoint_dir=None, checkpoint_every: int = 500, seed: int = 0,
+                   checkpoint_dir=None, checkpoint_every: int = 500, seed: int = 0, lr_schedule: str = "constant",
                    show_progress: bool = True) -> TrainingResult:
     """Train ``model`` to predict the noise added to ``data [M,...]`` (optionally with ``labels [M]``).
 
     Args:
         scheduler: gives the noise schedule (``add_noise``) and the number of training timesteps.
         steps, max_seconds: stop at this step, or after this much training time.
+        lr_schedule: ``"constant"``, or ``"cosine"`` decay from ``lr`` to 0 at ``steps``. It is a
+            function of the step alone, so a resumed run continues the same curve.
         ema_decay: keep an exponential moving average of the weights (diffusers' ``EMAModel``) and
             return the model with those weights; ``None`` returns the raw weights.
         checkpoint_dir: save the model, optimiser, EMA and step here every ``checkpoint_every``
@@ -63,6 +66,7 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMSc
     if not 0.0 <= cond_dropout < 1.0:
         raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {cond_dropout!r}")
     lr = check_positive("lr", lr)
+    check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
     torch.manual_seed(seed)
 
     accelerator = Accelerator()
@@ -83,6 +87,7 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMSc
         accelerator.load_state(str(checkpoint_dir))
         saved = torch.load(checkpoint_dir / "trainer.pt", weights_only=False)
         start_step, result.history = saved["step"], saved["history"]
+        result.history.setdefault("lr", [])  # absent from checkpoints written before it was logged
         if ema is not None:
             ema.load_state_dict(saved["ema"])
 
@@ -107,6 +112,9 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMSc
         t = torch.randint(0, n_train_steps, (len(x0),), device=x0.device)
         x_t = scheduler.add_noise(x0, noise, t)
         loss = torch.nn.functional.mse_loss(model(x_t, t, y).sample, noise)
+        step_lr = lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps)) if lr_schedule == "cosine" else lr
+        for group in optimiser.param_groups:
+            group["lr"] = step_lr
         optimiser.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimiser.step()
@@ -120,6 +128,7 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMSc
             result.history["step"].append(step)
             result.history["loss"].append(running / count)  # mean since the last log
             result.history["seconds"].append(seconds)
+            result.history["lr"].append(step_lr)
             running, count = 0.0, 0
             bar.set_postfix(loss=f"{result.history['loss'][-1]:.4f}")
         if checkpoint_dir and (step % checkpoint_every == 0 or done):
