@@ -5,7 +5,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from minidiff3d.diffusion import PointCloudTransformer, guided_noise, sample, train_denoiser
+from minidiff3d.diffusion import PointCloudTransformer, guided_noise, sample, train_denoiser, training_target
 
 
 def random_model(seed=0, **kwargs):
@@ -123,3 +123,13 @@ def test_exercise_posterior_mean_matches_diffusers_ddpm_step():
     mean = stepped - ((1 - a_prev) / (1 - a_t) * beta).sqrt() * z
     ours = posterior_mean(x0, x_t, torch.tensor([t]), scheduler.betas, scheduler.alphas_cumprod)
     torch.testing.assert_close(ours, mean, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_training_target_follows_the_prediction_type(prediction_type):
+    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type, rescale_betas_zero_snr=True)
+    x0, noise, t = torch.randn(3, 5, 3), torch.randn(3, 5, 3), torch.tensor([0, 50, 99])
+    a = scheduler.alphas_cumprod[t].view(-1, 1, 1)
+    by_hand = {"epsilon": noise, "v_prediction": a.sqrt() * noise - (1 - a).sqrt() * x0, "sample": x0}[prediction_type]
+    torch.testing.assert_close(training_target(scheduler, x0, noise, t), by_hand)
+    assert a[-1].item() == 0.0  # zero terminal SNR: at t = T nothing of x0 is left, so only v (or x0) can be learnt

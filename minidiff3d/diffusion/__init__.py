@@ -8,9 +8,9 @@ from .point_cloud import PointCloudTransformer
 from .sampling import guided_noise, sample
 from .sdf_unet import SDFUNet3D
 from .shipped import load_point_cloud_prior, load_sdf_prior, load_shipped_denoiser
-from .training import TrainingResult, train_denoiser
+from .training import TrainingResult, train_denoiser, training_target
 
 __all__ = [
     "PointCloudTransformer", "SDFUNet3D", "TrainingResult", "guided_noise", "load_point_cloud_prior", "load_sdf_prior",
-    "load_shipped_denoiser", "sample", "train_denoiser",
+    "load_shipped_denoiser", "sample", "train_denoiser", "training_target",
 ]

@@ -16,7 +16,10 @@ from ..validation import check_positive_int, check_tensor
 
 def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: torch.Tensor | None,
                  guidance_scale: float) -> torch.Tensor:
-    """``ε̂(x_t [B,...], t)``: conditional, unconditional, or guided in one batched call."""
+    """``ε̂(x_t [B,...], t)``: conditional, unconditional, or guided in one batched call.
+
+    For a v-prediction model this is v̂; the guidance mix is linear, so it applies to either.
+    """
     if class_labels is None or guidance_scale == 1.0:
         return model(x_t, t, class_labels).sample
     null = torch.full_like(class_labels, model.null_class)

@@ -39,15 +39,25 @@ def _forever(loader: DataLoader):
         yield from loader
 
 
+def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the denoiser regresses for ``x_t = add_noise(x0, noise, t)``, by the scheduler's ``prediction_type``."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    return x0 if scheduler.config.prediction_type == "sample" else noise
+
+
 def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMScheduler, labels: torch.Tensor | None = None,
                    steps: int = 1000, batch_size: int = 32, lr: float = 1e-3, cond_dropout: float = 0.1,
                    ema_decay: float | None = 0.999, max_seconds: float | None = None, log_every: int = 50,
                    checkpoint_dir=None, checkpoint_every: int = 500, seed: int = 0, lr_schedule: str = "constant",
                    show_progress: bool = True) -> TrainingResult:
-    """Train ``model`` to predict the noise added to ``data [M,...]`` (optionally with ``labels [M]``).
+    """Train ``model`` to denoise ``data [M,...]`` (optionally with ``labels [M]``).
 
     Args:
-        scheduler: gives the noise schedule (``add_noise``) and the number of training timesteps.
+        scheduler: gives the noise schedule (``add_noise``), the number of training timesteps and
+            the target, by its ``prediction_type``: the noise ε ("epsilon"), the velocity
+            ``v = √ᾱ ε - √(1-ᾱ) x0`` ("v_prediction", needed when the schedule ends at zero SNR,
+            where ε carries no information about x0) or x0 itself ("sample").
         steps, max_seconds: stop at this step, or after this much training time.
         lr_schedule: ``"constant"``, or ``"cosine"`` decay from ``lr`` to 0 at ``steps``. It is a
             function of the step alone, so a resumed run continues the same curve.
@@ -66,6 +76,7 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMSc
     if not 0.0 <= cond_dropout < 1.0:
         raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {cond_dropout!r}")
     lr = check_positive("lr", lr)
+    check_choice("scheduler.config.prediction_type", scheduler.config.prediction_type, ("epsilon", "v_prediction", "sample"))
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
     torch.manual_seed(seed)
 
@@ -111,7 +122,7 @@ def train_denoiser(model: torch.nn.Module, data: torch.Tensor, scheduler: DDPMSc
         noise = torch.randn_like(x0)
         t = torch.randint(0, n_train_steps, (len(x0),), device=x0.device)
         x_t = scheduler.add_noise(x0, noise, t)
-        loss = torch.nn.functional.mse_loss(model(x_t, t, y).sample, noise)
+        loss = torch.nn.functional.mse_loss(model(x_t, t, y).sample, training_target(scheduler, x0, noise, t))
         step_lr = lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps)) if lr_schedule == "cosine" else lr
         for group in optimiser.param_groups:
             group["lr"] = step_lr
