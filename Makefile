@@ -59,6 +59,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/nerf.py --budget 300
 	$(PY) benchmarks/point_metrics.py
 	$(PY) benchmarks/sampling.py
+	$(PY) benchmarks/sdf_unet.py
 
 clean:
 	rm -rf build .pytest_cache
