@@ -10,8 +10,8 @@ features *and* the encoder features of the same resolution, and its channel coun
 3-D convolutions are costly on a CPU, and most of the cost sits at full resolution. With
 ``patch_size = p`` the grid is first cut into p³ patches by a strided convolution (as DiT
 patchifies an image) and the U-Net runs at ``R / p``; a transposed convolution maps back. At
-32³ with ``p = 2`` a training step is about 13× cheaper, and a truncated SDF, flat away from its
-thin surface band, loses little.
+32³ with ``p = 2`` a training step is about 11× cheaper (``benchmarks/sdf_unet.py``), and a
+truncated SDF, flat away from its thin surface band, loses little.
 """
 
 from __future__ import annotations
