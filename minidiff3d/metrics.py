@@ -8,7 +8,7 @@ import trimesh
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from .validation import check_choice, check_positive, check_positive_int, check_tensor
+from .validation import check_choice, check_images, check_positive, check_positive_int, check_tensor
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -186,3 +186,28 @@ def evaluate_meshes(meshes, refs: torch.Tensor, metrics=("CD",), normalize: bool
                               for i, m in enumerate(usable)])
         scores.update(evaluate_point_clouds(clouds, refs, metrics, normalize))
     return scores
+
+
+@torch.no_grad()
+def r_precision(images: torch.Tensor, captions: list[str], candidates: list[str], clip=None, batch_size: int = 256) -> float:
+    """DreamFusion's R-precision: the fraction of ``images [B,3,H,W]`` (in [0,1]) whose own caption
+    ranks first, by CLIP similarity, among ``candidates``.
+
+    ``captions[b]`` is image b's true caption and must be one of ``candidates``; ``clip`` is a
+    ``minidiff3d.priors.CLIP`` (default: the shipped toy CLIP).
+    """
+    images = check_images("images", images)
+    if len(captions) != len(images):
+        raise ValueError(f"captions: expected one per image ({len(images)}), got {len(captions)}")
+    candidates = list(candidates)
+    missing = sorted(set(captions) - set(candidates))
+    if missing:
+        raise ValueError(f"captions: expected each to be one of the candidates, got {missing[:3]} not among them")
+    if clip is None:
+        from .priors import load  # here, so that importing the metrics does not import transformers
+
+        clip = load("toy-clip")
+    texts = clip.embed_texts(candidates)
+    best = torch.cat([(clip.embed_images(chunk) @ texts.T).argmax(1).cpu() for chunk in images.split(batch_size)])
+    truth = torch.tensor([candidates.index(c) for c in captions])
+    return (best == truth).float().mean().item()

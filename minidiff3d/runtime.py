@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import random
 
 import numpy as np
@@ -63,3 +64,10 @@ def assert_bar(name: str, value: float, bar: float, higher_is_better: bool = Tru
         with open(log, "a") as f:
             f.write(json.dumps({"name": name, "value": value, "bar": bar, "higher_is_better": higher_is_better, "passed": passed}) + "\n")
     assert passed, line
+
+
+def describe_machine() -> str:
+    """What a model card says it was trained on, e.g. "x86_64 CPU, 2 threads" or "NVIDIA H200"."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"

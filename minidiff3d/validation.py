@@ -86,3 +86,12 @@ def check_choice(name: str, value, choices: Sequence) -> None:
     """Raise if ``value`` is not one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def check_images(name: str, images, channels: int = 3) -> torch.Tensor:
+    """Check a batch of images ``[B,C,H,W]`` with values in [0, 1] (the package's image convention)."""
+    images = check_tensor(name, images, shape=[None, channels, None, None], floating=True)
+    if images.numel() and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
+        raise ValueError(f"{name}: expected values in [0, 1], got [{images.min().item():.3g}, {images.max().item():.3g}] "
+                         f"(images in [-1, 1] belong only inside the diffusion models)")
+    return images

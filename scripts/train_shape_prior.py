@@ -14,8 +14,6 @@ entered in the asset manifest with their sha256.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -23,10 +21,11 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from minidiff3d import assets, get_device, seed_everything
+from minidiff3d import assets, seed_everything
 from minidiff3d.diffusion import PointCloudTransformer, SDFUNet3D, sample, train_denoiser
 from minidiff3d.mesh import meshes_from_sdf_grids
 from minidiff3d.metrics import evaluate_meshes, evaluate_point_clouds
+from minidiff3d.runtime import describe_machine
 from minidiff3d.toyworld import CATEGORIES, point_cloud_dataset, sdf_dataset
 
 HELD_OUT_SEED = 10_000
@@ -119,7 +118,9 @@ def main() -> None:
     model.to(torch.float16).save_pretrained(out)
     scheduler.save_pretrained(out)
     weights = out / "diffusion_pytorch_model.safetensors"
-    digest, history = assets.sha256(weights), result.history
+    history = result.history
+    digest = assets.register(name, weights, f"{args.task} diffusion model (fp16), see its README.md", scores=scores,
+                             steps=history["step"][-1])
     n_params = sum(p.numel() for p in model.parameters())
     card = f"""# {name} (minidiff3d)
 
@@ -130,7 +131,7 @@ A `{type(model).__name__}` with {n_params:,} parameters, config in `config.json`
 - **Objective:** {scheduler.config.prediction_type}; DDPM linear betas 1e-4 to 0.02 over 1000 steps{", rescaled to zero terminal SNR" if scheduler.config.rescale_betas_zero_snr else ""};
   class dropout 0.1 (for CFG); EMA 0.999.
 - **Training:** {history['step'][-1]} steps of batch {args.batch_size}, AdamW lr {args.lr} ({args.lr_schedule}), wall time
-  {history['seconds'][-1] / 60:.0f} min on {platform.machine()} ({get_device()}, {torch.get_num_threads()} threads),
+  {history['seconds'][-1] / 60:.0f} min on {describe_machine()},
   final loss {history['loss'][-1]:.4f}; {date.today().isoformat()}.
 - **Held-out quality:** {len(refs)} shapes with object seeds from {HELD_OUT_SEED}, {args.eval_points}-point surface clouds,
   one sample per reference label, DDIM 50 steps, no guidance:
@@ -141,11 +142,6 @@ A `{type(model).__name__}` with {n_params:,} parameters, config in `config.json`
 Load with `minidiff3d.diffusion.load_shipped_denoiser("{name}")`.
 """
     (out / "README.md").write_text(card)
-    entries = assets.manifest()
-    entries[name] = {"file": str(weights.relative_to(assets.HERE)), "sha256": digest,
-                     "description": f"{args.task} diffusion model (fp16), see its README.md", "scores": scores,
-                     "steps": history["step"][-1]}
-    assets.MANIFEST.write_text(json.dumps(entries, indent=2) + "\n")
     print(card)
     print(f"total {time.perf_counter() - tic:.0f} s")
 

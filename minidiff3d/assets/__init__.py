@@ -52,3 +52,14 @@ def load_toyworld_reference() -> dict:
         "objects": entry["objects"],  # [category, color, seed] per view
         "fov_deg": entry["fov_deg"],
     }
+
+
+def register(name: str, weights, description: str, **details) -> str:
+    """Enter (or replace) ``weights`` (a file under this folder) in the manifest as ``name``; returns its sha256."""
+    weights = Path(weights).resolve()
+    digest = sha256(weights)
+    entries = manifest()
+    entries[name] = {"file": str(weights.relative_to(HERE.resolve())), "sha256": digest, "description": description,
+                     **details}
+    MANIFEST.write_text(json.dumps(entries, indent=2) + "\n")
+    return digest

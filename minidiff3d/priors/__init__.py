@@ -1,0 +1,48 @@
+"""The 2-D priors the text-to-3D chapters distil from, and the CLIP that judges them.
+
+``load("toy-sd")`` gives toy SD, a diffusers ``StableDiffusionPipeline`` trained on the toy world;
+``load("toy-clip")`` gives toy CLIP. Both ship in ``minidiff3d/assets`` and load with
+``local_files_only=True``. ``load_stable_diffusion(path_or_id)`` loads any other SD checkpoint
+(e.g. "stabilityai/stable-diffusion-2-1-base" on a machine with the hub) the same way, so the
+guidance and pipelines built on toy SD take real weights unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from .. import assets
+from ..runtime import get_device
+from ..validation import check_choice
+from .captions import VIEWS, object_captions, view_name, vocabulary, with_view
+from .clip import CLIP
+from .data import caption_dataset
+from .tokenizer import build_tokenizer
+from .toy_sd import assemble, tiny_stable_diffusion
+
+SHIPPED = {"toy-sd": "toy_sd", "toy-clip": "toy_clip"}
+
+
+def load_stable_diffusion(path_or_id, device=None, dtype=torch.float32, local_files_only: bool = True
+                          ) -> StableDiffusionPipeline:
+    """A ``StableDiffusionPipeline`` from a folder (or a hub id, with ``local_files_only=False``), on ``device``."""
+    pipe = StableDiffusionPipeline.from_pretrained(path_or_id, dtype=dtype, local_files_only=local_files_only,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device or get_device())
+
+
+def load(name: str, device=None):
+    """A shipped prior, offline: ``"toy-sd"`` -> ``StableDiffusionPipeline``; ``"toy-clip"`` -> ``CLIP``."""
+    check_choice("name", name, tuple(SHIPPED))
+    folder = assets.HERE / SHIPPED[name]
+    if name == "toy-sd":
+        return load_stable_diffusion(folder, device)
+    return CLIP.from_pretrained(folder, device)
+
+
+__all__ = [
+    "CLIP", "VIEWS", "assemble", "build_tokenizer", "caption_dataset", "load", "load_stable_diffusion",
+    "object_captions", "tiny_stable_diffusion", "view_name", "vocabulary", "with_view",
+]

@@ -1,0 +1,39 @@
+"""Shading (the material), as DreamFusion shades: albedo, lambertian, or textureless.
+
+- ``albedo``: the field's colour, unlit. Cheap, but a flat shape painted with shadows also
+  looks right to the prior.
+- ``lambertian``: ``albedo · (a + (1 - a) max(0, n·l))`` under a light ``l`` drawn near the camera.
+- ``textureless``: the same with a white albedo. Only geometry can make such a render look like
+  the prompt, so it stops the model from painting 3-D detail onto a flat surface.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..validation import check_choice
+
+SHADINGS = ("albedo", "lambertian", "textureless")
+AMBIENT = 0.3
+
+
+def shade(albedo: torch.Tensor, normals: torch.Tensor | None, light_dirs: torch.Tensor | None, mode: str,
+          ambient: float = AMBIENT) -> torch.Tensor:
+    """Colours ``[...,3]`` from ``albedo [...,3]``, unit ``normals [...,3]`` and unit ``light_dirs [...,3]`` (towards the light)."""
+    check_choice("mode", mode, SHADINGS)
+    if mode == "albedo":
+        return albedo
+    diffuse = ambient + (1 - ambient) * (normals * light_dirs).sum(-1, keepdim=True).clamp(min=0)
+    return diffuse * (albedo if mode == "lambertian" else torch.ones_like(albedo))
+
+
+def random_light_dirs(camera_positions: torch.Tensor, spread: float = 0.5, generator: torch.Generator | None = None
+                      ) -> torch.Tensor:
+    """Unit directions ``[B,3]`` towards a light near each camera: the camera's direction plus Gaussian noise.
+
+    A light from roughly the viewer's side keeps the visible surface mostly lit (DreamFusion
+    samples the light around the camera for the same reason).
+    """
+    noise = torch.randn(camera_positions.shape, generator=generator).to(camera_positions)
+    return F.normalize(F.normalize(camera_positions, dim=-1) + spread * noise, dim=-1)

@@ -1,0 +1,116 @@
+"""The toy priors' building blocks: captions, tokenizer, CLIP wrapper and loss, R-precision, and the shipped files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import CLIPTokenizer
+
+from minidiff3d import assets
+from minidiff3d.metrics import r_precision
+from minidiff3d.priors import VIEWS, build_tokenizer, load, object_captions, view_name, vocabulary, with_view
+from minidiff3d.priors.toy_clip import build_toy_clip, contrastive_loss, matches
+
+
+def test_view_names_follow_the_documented_thresholds():
+    elevation = [0, 0, 0, 0, 0, 0, 59.9, 60, 0]
+    azimuth = [0, 45, 45.1, 134.9, 135, 180, 180, 180, -45]
+    assert view_name(elevation, azimuth) == ["front", "front", "side", "side", "back", "back", "back", "overhead", "front"]
+    assert view_name(10, 315 + 360) == ["front"]  # azimuths wrap
+    assert with_view("a red duck", "back") == "a red duck, back view"
+    with pytest.raises(ValueError, match="elevation_deg, azimuth_deg"):
+        view_name([0, 0], [0])
+    with pytest.raises(ValueError, match="finite"):
+        view_name([float("nan")], [0])
+    with pytest.raises(ValueError, match="view"):
+        with_view("a red duck", "left")
+
+
+def test_tokenizer_spells_each_toy_word_as_one_token_and_round_trips(tmp_path):
+    tokenizer = build_tokenizer()
+    for word in vocabulary():
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    ids = tokenizer("an orange mushroom, overhead view").input_ids
+    assert tokenizer.convert_ids_to_tokens(ids) == [
+        "<|startoftext|>", "an</w>", "orange</w>", "mushroom</w>", ",</w>", "overhead</w>", "view</w>", "<|endoftext|>"]
+    unknown = tokenizer("a zebra", add_special_tokens=False).input_ids  # falls back to byte symbols, never <unk>
+    assert "".join(tokenizer.convert_ids_to_tokens(unknown)).replace("</w>", " ").split() == ["a", "zebra"]
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = CLIPTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    assert reloaded("a red duck, back view").input_ids == tokenizer("a red duck, back view").input_ids
+    assert reloaded.model_max_length == tokenizer.model_max_length == 16
+
+
+def test_clip_pixel_values_match_the_image_processor():
+    clip = build_toy_clip(build_tokenizer())
+    images = torch.rand(2, 3, 64, 64)
+    reference = clip.processor([np.asarray(im.permute(1, 2, 0) * 255, dtype=np.uint8) for im in images],
+                               return_tensors="pt").pixel_values
+    quantised = torch.tensor(np.asarray(images * 255, dtype=np.uint8)).float() / 255
+    assert torch.allclose(clip.pixel_values(quantised), reference, atol=1e-4)
+    with pytest.raises(ValueError, match=r"images: expected values in \[0, 1\]"):
+        clip.pixel_values(images * 2 - 1)
+
+
+def test_contrastive_loss_with_unique_pairs_is_clips_symmetric_cross_entropy():
+    logits = torch.randn(5, 5)
+    expected = (F.cross_entropy(logits, torch.arange(5)) + F.cross_entropy(logits.T, torch.arange(5))) / 2
+    assert torch.allclose(contrastive_loss(logits, torch.eye(5, dtype=torch.bool)), expected)
+
+
+def test_matches_lets_a_caption_without_view_match_every_view():
+    objects, views = torch.tensor([0, 0, 1]), torch.tensor([0, 2, 0])
+    m = matches(torch.tensor([0, 0, 1]), torch.tensor([-1, 2, 0]), objects, views)
+    assert m.tolist() == [[True, True, False], [False, True, False], [False, False, True]]
+
+
+class FakeCLIP:
+    """Embeds image b as one-hot row b of ``image_codes`` and text k as one-hot k: similarity is a lookup."""
+
+    def __init__(self, best_text_per_image):
+        self.best = best_text_per_image
+
+    def embed_texts(self, texts):
+        return torch.eye(len(texts))
+
+    def embed_images(self, images):
+        return F.one_hot(self.best[: len(images)], 3).float()
+
+
+def test_r_precision_counts_images_whose_caption_ranks_first():
+    candidates = ["a red duck", "a blue cube", "a green cone"]
+    clip = FakeCLIP(torch.tensor([0, 1, 1, 2]))
+    captions = ["a red duck", "a blue cube", "a green cone", "a green cone"]
+    assert r_precision(torch.rand(4, 3, 8, 8), captions, candidates, clip) == 0.75
+    with pytest.raises(ValueError, match="captions: expected each to be one of the candidates"):
+        r_precision(torch.rand(4, 3, 8, 8), ["a pink mug"] * 4, candidates, clip)
+    with pytest.raises(ValueError, match="captions: expected one per image"):
+        r_precision(torch.rand(4, 3, 8, 8), captions[:3], candidates, clip)
+
+
+def test_every_shipped_weight_file_matches_its_card_and_manifest():
+    entries = assets.manifest()
+    for name, entry in entries.items():
+        path = assets.HERE / entry["file"]
+        assert assets.sha256(path) == entry["sha256"], name
+        folders = [p for p in path.parents if assets.HERE in p.parents]  # the asset's own folders, not the package's
+        card = next((p / "README.md" for p in folders if (p / "README.md").exists()), None)
+        if card is not None:
+            assert entry["sha256"] in card.read_text(), f"{name}: its card does not list sha256 {entry['sha256']}"
+
+
+@pytest.mark.parametrize("name", ["toy-sd", "toy-clip"])
+def test_shipped_priors_load_offline(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prior = load(name, device="cpu")
+    if name == "toy-clip":
+        scores = prior.similarity(torch.ones(1, 3, 64, 64), object_captions()[:4])
+        assert scores.shape == (1, 4) and torch.isfinite(scores).all()
+    else:
+        assert prior.unet.dtype == torch.float32 and prior.vae.config.scaling_factor != 0.18215
+        assert json.loads((assets.HERE / "toy_sd" / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+        assert all(w in prior.tokenizer.get_vocab() for w in ("duck</w>", "overhead</w>"))
+    with pytest.raises(ValueError, match="name"):
+        load("sd-2.1")
