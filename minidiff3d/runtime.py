@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from contextlib import contextmanager
 import random
 
 import numpy as np
@@ -71,3 +72,17 @@ def describe_machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' warnings inside the block: importing diffusers' pipelines makes it warn, at
+    length, that torchvision is missing, and the course needs no torchvision (there is no CPU build)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)

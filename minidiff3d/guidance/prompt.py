@@ -7,10 +7,14 @@ negative prompt once) and hands out ``[B,L,D]`` embeddings for a batch of camera
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from diffusers import StableDiffusionPipeline
 
 from ..priors.captions import VIEWS, view_name, with_view
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionPipeline
 
 
 class PromptProcessor:

@@ -19,12 +19,15 @@ The second is the first with s + 1, so "guidance 100" means 100 in one and 101 i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from diffusers import StableDiffusionPipeline
 
 from ..validation import check_choice, check_images, check_positive, check_tensor
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionPipeline
 
 
 @dataclass

@@ -10,10 +10,12 @@ guidance and pipelines built on toy SD take real weights unchanged.
 from __future__ import annotations
 
 import torch
-from diffusers import StableDiffusionPipeline
 
 from .. import assets
-from ..runtime import get_device
+from ..runtime import get_device, quiet_transformers
+
+with quiet_transformers():
+    from diffusers import StableDiffusionPipeline
 from ..validation import check_choice
 from .captions import VIEWS, object_captions, view_name, vocabulary, with_view
 from .clip import CLIP
