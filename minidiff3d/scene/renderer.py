@@ -14,8 +14,10 @@ from torch import nn
 
 from ..cameras import check_c2w, get_rays
 from ..render import stratified_samples, volume_render
-from ..validation import check_positive, check_positive_int
+from ..validation import check_positive, check_positive_int, check_tensor
 from .shading import shade
+
+WEIGHT_EPS = 1e-4  # samples weighted less than this contribute nothing visible: no normals for them
 
 
 def sphere_chords(origins: torch.Tensor, directions: torch.Tensor, radius: float) -> tuple[torch.Tensor, ...]:
@@ -47,6 +49,8 @@ class VolumeRenderer(nn.Module):
         c2w = check_c2w("c2w", c2w)
         if c2w.ndim != 3:
             raise ValueError(f"c2w: expected a batch [B,4,4], got {list(c2w.shape)}")
+        if shading != "albedo":
+            check_tensor("light_dirs", light_dirs, shape=[len(c2w), 3])
         batch, device = len(c2w), c2w.device
         origins, directions = (x.reshape(-1, 3) for x in get_rays(c2w, size, size, focal))
         pixels_per_view = size * size
@@ -61,13 +65,18 @@ class VolumeRenderer(nn.Module):
             z = torch.cat([t0[:, None] + (t1 - t0)[:, None] * u, t1[:, None]], -1)  # [R,S+1], the last closes the chord
             points = (o[:, None] + z[..., :-1, None] * d[:, None]).reshape(-1, 3)
             density, albedo = self.geometry(points)
-            normals, lights = None, None
+            sigma = torch.cat([density.reshape(len(o), -1), torch.zeros(len(o), 1, device=device)], -1)
+            normals = lights = None
             if shading != "albedo":
-                normals = self.geometry.normals(points, density)
+                # Normals cost three more density evaluations each; only samples that the
+                # composite weighs at all need them (a few per ray, near the surface).
+                with torch.no_grad():
+                    weights = volume_render(sigma, torch.zeros(*sigma.shape, 3, device=device), z)["weights"]
+                needed = weights[:, :-1].reshape(-1) > WEIGHT_EPS
+                normals = torch.zeros_like(points).index_put((needed,), self.geometry.normals(points[needed], density[needed]))
                 view = torch.arange(batch, device=device).repeat_interleave(pixels_per_view)[hit]
                 lights = light_dirs[view].repeat_interleave(self.n_samples, 0)
             colors = shade(albedo, normals, lights, shading)
-            sigma = torch.cat([density.reshape(len(o), -1), torch.zeros(len(o), 1, device=device)], -1)
             colors = torch.cat([colors.reshape(len(o), -1, 3), torch.zeros(len(o), 1, 3, device=device)], 1)
             out = volume_render(sigma, colors, z)
             rgb, opacity, depth = rgb.index_put((hit,), out["rgb"]), opacity.index_put((hit,), out["opacity"]), \

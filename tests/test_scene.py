@@ -1,0 +1,101 @@
+"""The text-to-3D scene parts against analytic cases, and the DreamFusion system end to end on a tiny prior."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import trimesh
+
+from minidiff3d.cameras import focal_from_fov, orbit_camera
+from minidiff3d.pipelines import DreamFusion, DreamFusionConfig
+from minidiff3d.priors import tiny_stable_diffusion
+from minidiff3d.scene import DensityField, VolumeRenderer, WhiteBackground, shade, sphere_chords
+
+
+class UniformBall(torch.nn.Module):
+    """Density ``sigma`` inside radius ``r``, 0 outside; a constant grey albedo; radial normals."""
+
+    def __init__(self, sigma=2.0, r=0.5):
+        super().__init__()
+        self.sigma, self.r = sigma, r
+
+    def forward(self, points):
+        inside = points.norm(dim=-1) < self.r
+        return self.sigma * inside.float(), torch.full_like(points, 0.5)
+
+    def normals(self, points, density):
+        return F.normalize(points, dim=-1)
+
+
+def test_sphere_chords_by_hand():
+    origins = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.6, 3.0], [0.0, 2.0, 3.0]])
+    directions = torch.tensor([[0.0, 0.0, -1.0]] * 3)
+    near, far, hit = sphere_chords(origins, directions, 1.0)
+    assert hit.tolist() == [True, True, False]
+    assert torch.allclose(near[:2], torch.tensor([2.0, 3 - 0.8]), atol=1e-6)
+    assert torch.allclose(far[:2], torch.tensor([4.0, 3 + 0.8]), atol=1e-6)
+
+
+def test_renderer_matches_beer_lambert_through_a_uniform_ball():
+    renderer = VolumeRenderer(UniformBall(sigma=2.0, r=0.5), WhiteBackground(), n_samples=2048)
+    c2w = orbit_camera(0.0, 0.0, 2.8)[None]
+    out = renderer(c2w, 33, focal_from_fov(40.0, 33), perturb=False)
+    centre = out["opacity"][0, 0, 16, 16]  # the centre ray crosses a chord of length 2r
+    assert torch.isclose(centre, torch.tensor(1 - math.exp(-2.0 * 1.0)), atol=2e-3)
+    assert out["opacity"][0, 0, 0, 0] == 0 and torch.allclose(out["rgb"][0, :, 0, 0], torch.ones(3))  # a corner misses
+    # grey albedo over white: rgb = 0.5 opacity + (1 - opacity)
+    assert torch.allclose(out["rgb"][0, :, 16, 16], (0.5 * centre + 1 - centre).expand(3), atol=1e-5)
+
+
+def test_shading_by_hand():
+    albedo, normals = torch.tensor([[0.8, 0.4, 0.2]]), torch.tensor([[0.0, 0.0, 1.0]])
+    light = torch.tensor([[0.0, 0.6, 0.8]])
+    assert torch.equal(shade(albedo, None, None, "albedo"), albedo)
+    diffuse = 0.3 + 0.7 * 0.8
+    assert torch.allclose(shade(albedo, normals, light, "lambertian"), albedo * diffuse)
+    assert torch.allclose(shade(albedo, normals, light, "textureless"), torch.full((1, 3), diffuse))
+    assert torch.allclose(shade(albedo, normals, -light, "lambertian"), albedo * 0.3)  # lit from behind: ambient only
+    with pytest.raises(ValueError, match="mode"):
+        shade(albedo, normals, light, "phong")
+
+
+def test_density_field_starts_as_a_blob_with_outward_normals():
+    field = DensityField()
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.0, 0.0], [0.0, 0.0, 0.9], [1.2, 0.0, 0.0]])
+    density, albedo = field(points)
+    assert density[0] > density[1] > 1.0 > density[2] and density[3] == 0  # nothing outside the box
+    assert albedo.shape == (4, 3) and ((albedo > 0) & (albedo < 1)).all()
+    shell = F.normalize(torch.randn(64, 3), dim=-1) * 0.5
+    normals = field.normals(shell, field.density(shell))
+    assert (normals * F.normalize(shell, dim=-1)).sum(-1).min() > 0.95
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    pipe = tiny_stable_diffusion()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_dreamfusion_runs_renders_and_exports_a_mesh(tiny_pipe, tmp_path):
+    config = DreamFusionConfig(steps=4, render_size=16, n_samples=16, albedo_steps=2,
+                               shading_probs={"textureless": 1.0})
+    run = DreamFusion(tiny_pipe, "a red duck", config)
+    before = [p.detach().clone() for p in run.geometry.parameters()]
+    history = run.fit(show_progress=False)
+    assert history["step"] == [1, 2, 3, 4] and history["shading"] == ["albedo", "albedo", "textureless", "textureless"]
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.geometry.parameters()))  # SDS moved the field
+    views = run.render([0.0, 20.0], [0.0, 90.0], size=24)
+    assert views["rgb"].shape == (2, 3, 24, 24) and views["opacity"].shape == (2, 1, 24, 24)
+    assert run.turntable(3, size=16).shape == (3, 3, 16, 16)
+    mesh = run.export_mesh(tmp_path / "duck.glb", resolution=32, threshold=1.0)
+    loaded = trimesh.load(tmp_path / "duck.glb", force="mesh")
+    assert len(loaded.faces) == len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[1] == 4
+
+
+def test_dreamfusion_rejects_a_bad_config(tiny_pipe):
+    with pytest.raises(ValueError, match="shading_probs"):
+        DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(shading_probs={"albedo": 0.5}))
+    with pytest.raises(ValueError, match="background"):
+        DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(background="black"))
