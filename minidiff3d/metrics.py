@@ -188,6 +188,14 @@ def evaluate_meshes(meshes, refs: torch.Tensor, metrics=("CD",), normalize: bool
     return scores
 
 
+def _default_clip(clip):
+    if clip is not None:
+        return clip
+    from .priors import load  # here, so that importing the metrics does not import transformers
+
+    return load("toy-clip")
+
+
 @torch.no_grad()
 def r_precision(images: torch.Tensor, captions: list[str], candidates: list[str], clip=None, batch_size: int = 256) -> float:
     """DreamFusion's R-precision: the fraction of ``images [B,3,H,W]`` (in [0,1]) whose own caption
@@ -203,11 +211,49 @@ def r_precision(images: torch.Tensor, captions: list[str], candidates: list[str]
     missing = sorted(set(captions) - set(candidates))
     if missing:
         raise ValueError(f"captions: expected each to be one of the candidates, got {missing[:3]} not among them")
-    if clip is None:
-        from .priors import load  # here, so that importing the metrics does not import transformers
-
-        clip = load("toy-clip")
+    clip = _default_clip(clip)
     texts = clip.embed_texts(candidates)
     best = torch.cat([(clip.embed_images(chunk) @ texts.T).argmax(1).cpu() for chunk in images.split(batch_size)])
     truth = torch.tensor([candidates.index(c) for c in captions])
     return (best == truth).float().mean().item()
+
+
+def saturation(images: torch.Tensor) -> float:
+    """Mean HSV saturation, ``(max - min) / max`` per pixel, of ``images [B,3,H,W]`` in [0,1].
+
+    Over-guided SDS results are garish: large CFG scales push colours to the gamut's edge.
+    """
+    images = check_images("images", images)
+    high, low = images.max(1).values, images.min(1).values
+    return ((high - low) / high.clamp(min=1e-6)).mean().item()
+
+
+@torch.no_grad()
+def clip_diversity(images: torch.Tensor, clip) -> float:
+    """1 - the mean pairwise cosine similarity of CLIP embeddings of ``images [B,3,H,W]`` (B ≥ 2).
+
+    0 when every image is the same to CLIP; mode-seeking (SDS) lowers it, sampling keeps it up.
+    """
+    images = check_images("images", images)
+    if len(images) < 2:
+        raise ValueError(f"images: expected at least 2 images to compare, got {len(images)}")
+    embeddings = clip.embed_images(images)
+    similarity = embeddings @ embeddings.T
+    n = len(images)
+    return 1.0 - ((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))).item()
+
+
+@torch.no_grad()
+def janus_rate(back_renders: torch.Tensor, prompt: str, clip=None) -> float:
+    """The fraction of renders from behind (azimuth 180) that CLIP takes for a front view of ``prompt``.
+
+    For an object with a front (a duck's head, a mug's handle), a render from behind that looks
+    like its front means a second face: the Janus problem. CLIP chooses among
+    "<prompt>, front view", "..., side view" and "..., back view".
+    """
+    from .priors.captions import with_view
+
+    back_renders = check_images("back_renders", back_renders)
+    texts = [with_view(prompt, view) for view in ("front", "side", "back")]
+    chosen = _default_clip(clip).similarity(back_renders, texts).argmax(1)
+    return (chosen == 0).float().mean().item()

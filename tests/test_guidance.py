@@ -100,3 +100,13 @@ def test_prompt_processor_encodes_each_view_once_and_picks_by_camera(pipe):
     assert plain.text([0, 70], [180, 0]) == ["a red duck", "a red duck"]
     with pytest.raises(ValueError, match="prompt"):
         PromptProcessor(pipe, "  ")
+
+
+def test_distill_image_moves_the_pixels_and_stays_in_range(pipe):
+    from minidiff3d.guidance import distill_image
+
+    sds = ScoreDistillation(pipe, guidance_scale=10.0)
+    image, losses = distill_image(sds, PromptProcessor(pipe, "a red duck")(torch.zeros(1), torch.zeros(1)), steps=3,
+                                  size=32)
+    assert image.shape == (1, 3, 32, 32) and len(losses) == 3
+    assert 0 <= image.min() and image.max() <= 1 and not torch.allclose(image, torch.full_like(image, 0.5))

@@ -78,6 +78,9 @@ class FakeCLIP:
     def embed_images(self, images):
         return F.one_hot(self.best[: len(images)], 3).float()
 
+    def similarity(self, images, texts):
+        return self.embed_images(images) @ self.embed_texts(texts).T
+
 
 def test_r_precision_counts_images_whose_caption_ranks_first():
     candidates = ["a red duck", "a blue cube", "a green cone"]
@@ -114,3 +117,24 @@ def test_shipped_priors_load_offline(name, monkeypatch):
         assert all(w in prior.tokenizer.get_vocab() for w in ("duck</w>", "overhead</w>"))
     with pytest.raises(ValueError, match="name"):
         load("sd-2.1")
+
+
+def test_saturation_and_diversity_by_hand():
+    from minidiff3d.metrics import clip_diversity, saturation
+
+    grey, red = torch.full((1, 3, 4, 4), 0.5), torch.zeros(1, 3, 4, 4)
+    red[:, 0] = 1.0
+    assert saturation(grey) == 0.0 and saturation(red) == 1.0
+    assert saturation(torch.cat([grey, red])) == 0.5
+    same = FakeCLIP(torch.tensor([0, 0, 0]))
+    assert clip_diversity(torch.rand(3, 3, 8, 8), same) == 0.0
+    assert clip_diversity(torch.rand(3, 3, 8, 8), FakeCLIP(torch.tensor([0, 1, 2]))) == 1.0  # orthogonal embeddings
+    with pytest.raises(ValueError, match="at least 2"):
+        clip_diversity(torch.rand(1, 3, 8, 8), same)
+
+
+def test_janus_rate_counts_back_views_taken_for_the_front():
+    from minidiff3d.metrics import janus_rate
+
+    # FakeCLIP embeds image b as one-hot of its entry; texts are front, side, back in that order.
+    assert janus_rate(torch.rand(4, 3, 8, 8), "a red duck", FakeCLIP(torch.tensor([0, 2, 2, 0]))) == 0.5

@@ -160,3 +160,25 @@ class ScoreDistillation:
         target = (latents - grad).detach()
         loss = 0.5 * (latents - target).pow(2).sum()  # d loss / d latents = latents - target = grad
         return SDSOutput(loss, grad, t, latents, noise_pred, noise)
+
+
+def distill_image(guidance: ScoreDistillation, text_embeddings: tuple[torch.Tensor, torch.Tensor], steps: int = 200,
+                  size: int = 64, lr: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, list[float]]:
+    """SDS with no 3-D at all: optimise the pixels of one image ``[1,3,size,size]`` directly.
+
+    The image is ``sigmoid(logits)`` (so it stays in [0,1]), started grey. ``text_embeddings``
+    are one prompt's ``(cond, uncond)`` ``[1,L,D]``. Returns the image and the SDS loss per step.
+    It isolates what the guidance alone does: the CFG scale's effect on saturation, and how
+    alike the results of different seeds are (SDS seeks a mode).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.zeros(1, 3, size, size, device=guidance.pipe.device, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=lr)
+    losses = []
+    for step in range(steps):
+        out = guidance(torch.sigmoid(logits), text_embeddings, progress=step / max(steps - 1, 1), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    return torch.sigmoid(logits).detach().cpu(), losses
