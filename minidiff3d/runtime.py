@@ -71,7 +71,8 @@ def describe_machine() -> str:
     """What a model card says it was trained on, e.g. "x86_64 CPU, 2 threads" or "NVIDIA H200"."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{platform.machine()} CPU, {threads} thread{'s' if threads > 1 else ''}"
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from minidiff3d.metrics import r_precision
 from minidiff3d.priors.captions import VIEWS, object_captions, with_view
 from minidiff3d.priors.data import HELD_OUT_SEED, caption_dataset
 from minidiff3d.priors.tokenizer import build_tokenizer
-from minidiff3d.priors.toy_clip import build_toy_clip, contrastive_loss, matches
+from minidiff3d.priors.toy_clip import augment, build_toy_clip, contrastive_loss, matches
 from minidiff3d.runtime import describe_machine
 from minidiff3d.toyworld import ASYMMETRIC
 from minidiff3d.training import fit
@@ -49,11 +49,11 @@ def view_accuracy(clip, data: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--batch-size", type=int, default=96)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--seeds", type=int, default=4, help="training objects per caption")
-    parser.add_argument("--views", type=int, default=24, help="renders per training object")
+    parser.add_argument("--seeds", type=int, default=16, help="training objects per caption")
+    parser.add_argument("--views", type=int, default=6, help="renders per training object")
     parser.add_argument("--max-hours", type=float, default=None)
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("build/checkpoints/toy_clip"))
     args = parser.parse_args()
@@ -69,7 +69,8 @@ def main() -> None:
     tokens = tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")
 
     def loss_fn(model, batch):
-        pixels, image_objects, image_views = batch
+        images, image_objects, image_views = batch
+        pixels = clip.pixel_values(augment(images))
         with_views = torch.rand(len(pixels), device=pixels.device) < 0.5
         text_views = torch.where(with_views, image_views, torch.full_like(image_views, -1))
         text = torch.where(with_views, len(captions) + image_objects * len(VIEWS) + image_views, image_objects).cpu()
@@ -77,8 +78,7 @@ def main() -> None:
                     attention_mask=tokens.attention_mask[text].to(pixels.device), pixel_values=pixels)
         return contrastive_loss(out.logits_per_text, matches(image_objects, text_views, image_objects, image_views))
 
-    pixels = clip.pixel_values(data["images"])
-    result = fit(clip.model, (pixels, objects, views), loss_fn, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    result = fit(clip.model, (data["images"], objects, views), loss_fn, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                  lr_schedule="cosine", weight_decay=0.1, ema_decay=0.995, log_every=50, checkpoint_dir=args.checkpoint_dir,
                  max_seconds=args.max_hours * 3600 if args.max_hours else None, desc="toy-clip")
     clip.model = result.model
@@ -101,10 +101,11 @@ def main() -> None:
 A transformers `CLIPModel` with {n_params:,} parameters (ViT of 8x8 patches on 64x64 images, 3-layer
 text transformer, width 128), with its `CLIPTokenizer` over the toy vocabulary and a `CLIPImageProcessor`.
 
-- **Data:** `caption_dataset(range({args.seeds}), {args.views})`: {len(pixels)} renders of the {len(captions)} toy captions
+- **Data:** `caption_dataset(range({args.seeds}), {args.views})`: {len(data['images'])} renders of the {len(captions)} toy captions
   (object seeds 0 to {args.seeds - 1}, random orbit cameras, elevation -10 to 80 degrees). Each training caption
   carries its view suffix with probability 0.5 (", front view", ...; see `minidiff3d.priors.captions`).
-- **Objective:** symmetric InfoNCE, every matching (caption, image) pair in a batch counted as positive.
+- **Objective:** symmetric InfoNCE, every matching (caption, image) pair in a batch counted as positive;
+  images randomly zoomed (±15 %) and shifted (±10 %) on white (`toy_clip.augment`).
 - **Training:** {history['step'][-1]} steps of batch {args.batch_size}, AdamW lr {args.lr} (cosine), weight decay 0.1,
   EMA 0.995; wall time {history['seconds'][-1] / 60:.0f} min on {describe_machine()};
   final loss {history['loss'][-1]:.4f}; {date.today().isoformat()}.
@@ -112,7 +113,7 @@ text transformer, width 128), with its `CLIPTokenizer` over the toy vocabulary a
   zero-shot accuracy over the {len(captions)} object captions {accuracy:.4f}; for objects with a front, the true view
   word ranks first among the four {view_acc:.4f} of the time.
 - **Weights:** fp16 safetensors, sha256 `{digest}`.
-- **Reproduce:** `scripts/train_toy_clip.py --steps {args.steps}`.
+- **Reproduce:** `scripts/train_toy_clip.py --steps {args.steps} --batch-size {args.batch_size} --seeds {args.seeds} --views {args.views}`.
 
 Load with `minidiff3d.priors.load("toy-clip")`.
 """

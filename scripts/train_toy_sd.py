@@ -68,7 +68,7 @@ def train_vae(args, data: dict) -> None:
 def text_encoder_from_clip(clip: CLIP) -> CLIPTextModel:
     """Toy CLIP's text tower as a standalone ``CLIPTextModel``, the class SD's pipelines expect."""
     text_encoder = CLIPTextModel(clip.model.config.text_config)
-    text_encoder.text_model.load_state_dict(clip.model.text_model.state_dict())
+    text_encoder.load_state_dict(clip.model.text_model.state_dict())
     return text_encoder.eval()
 
 
@@ -91,7 +91,7 @@ def train_unet(args, data: dict) -> None:
     latents = torch.cat([latents, latents])
 
     unet = UNet2DConditionModel(**unet_config(text_encoder.config.hidden_size, channels=tuple(args.unet_channels)))
-    scheduler = DDPMScheduler(**SD_SCHEDULE)
+    scheduler = DDPMScheduler.from_config(SD_SCHEDULE)
     result = train_denoiser(unet, latents, scheduler, labels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                             lr_schedule="cosine", log_every=50, checkpoint_dir=args.checkpoint_dir or BUILD / "unet_checkpoint",
                             checkpoint_every=250, max_seconds=args.max_hours * 3600 if args.max_hours else None,

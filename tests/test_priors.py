@@ -138,3 +138,13 @@ def test_janus_rate_counts_back_views_taken_for_the_front():
 
     # FakeCLIP embeds image b as one-hot of its entry; texts are front, side, back in that order.
     assert janus_rate(torch.rand(4, 3, 8, 8), "a red duck", FakeCLIP(torch.tensor([0, 2, 2, 0]))) == 0.5
+
+
+def test_augment_is_the_identity_without_zoom_or_shift_and_pads_with_white():
+    from minidiff3d.priors.toy_clip import augment
+
+    images = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(augment(images, max_zoom=0.0, max_shift=0.0), images, atol=1e-5)
+    zoomed_out = augment(torch.zeros(64, 3, 16, 16), max_zoom=0.15, max_shift=0.0)
+    corners = zoomed_out[..., 0, 0]
+    assert corners.max() == 1.0 and corners.min() == 0.0  # zooming out shows white at the edge; zooming in does not

@@ -49,3 +49,18 @@ def contrastive_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.Ten
     text_to_image = -(positives / positives.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
     image_to_text = -(positives / positives.sum(0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(0).mean()
     return (text_to_image + image_to_text) / 2
+
+
+def augment(images: torch.Tensor, max_zoom: float = 0.15, max_shift: float = 0.1) -> torch.Tensor:
+    """Random zoom and shift of renders ``[B,3,H,W]`` in [0,1], on white.
+
+    Every toy render is framed the same way, so without this CLIP learns the exact pixel extent
+    of its few training shapes, and fails on new proportions and on a NeRF's renders.
+    """
+    b = len(images)
+    scale = 1 + (torch.rand(b, device=images.device) * 2 - 1) * max_zoom
+    shift = (torch.rand(b, 2, device=images.device) * 2 - 1) * max_shift
+    theta = torch.zeros(b, 2, 3, device=images.device)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = scale, scale, shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images - 1, grid, align_corners=False) + 1  # zero padding of (x - 1) is white

@@ -43,7 +43,7 @@ def assemble(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTok
              unet: UNet2DConditionModel) -> StableDiffusionPipeline:
     """A ``StableDiffusionPipeline`` of these parts, with a DDIM scheduler on SD's schedule and no safety checker."""
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=DDIMScheduler(**SD_SCHEDULE), safety_checker=None, feature_extractor=None,
+                                   scheduler=DDIMScheduler.from_config(SD_SCHEDULE), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
 
 

@@ -1,0 +1,80 @@
+"""Time per text-to-3D step: what dropping the U-Net Jacobian saves, and what the renderer's shortcut saves.
+
+Rows, on toy SD:
+
+- SDS: VAE encode, two U-Net passes under no_grad, backward through the encoder only;
+- its baseline, the full diffusion-loss gradient: the same, but backpropagated through the U-Net;
+- a DreamFusion step with textureless shading, normals only where the composite weighs (the package's
+  renderer), against its baseline, normals at every sample.
+
+    .venv/bin/python benchmarks/sds.py [--repeats 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from unittest import mock
+
+import torch
+
+from minidiff3d.guidance import PromptProcessor, ScoreDistillation
+from minidiff3d.pipelines import DreamFusion, DreamFusionConfig
+from minidiff3d.priors import load
+from minidiff3d.scene import renderer as renderer_module
+
+
+def seconds_per_call(fn, repeats: int) -> float:
+    fn()  # warm-up
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - tic) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    pipe = load("toy-sd", device="cpu")
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; toy SD\n")
+    print("| step | variant | seconds |")
+    print("|---|---|---|")
+
+    sds = ScoreDistillation(pipe, guidance_scale=100.0)
+    embeddings = PromptProcessor(pipe, "a yellow duck")(torch.zeros(1), torch.zeros(1))
+    image = torch.rand(1, 3, 64, 64)
+
+    def sds_step():
+        x = image.clone().requires_grad_(True)
+        sds(x, embeddings).loss.backward()
+
+    def through_unet():  # the diffusion loss itself: its gradient includes the U-Net Jacobian
+        x = image.clone().requires_grad_(True)
+        latents = sds.encode(x)
+        noise, t = torch.randn_like(latents), torch.randint(20, 980, (1,))
+        noisy = pipe.scheduler.add_noise(latents, noise, t)
+        cond, uncond = embeddings
+        pipe.unet.requires_grad_(False)
+        out = pipe.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([cond, uncond])).sample
+        noise_cond, noise_uncond = out.chunk(2)
+        guided = noise_uncond + 100.0 * (noise_cond - noise_uncond)
+        (0.5 * (1 - pipe.scheduler.alphas_cumprod[t]) * (guided - noise).pow(2).sum()).backward()
+
+    print(f"| guidance, 64x64 | SDS (no U-Net Jacobian) | {seconds_per_call(sds_step, args.repeats):.3f} |", flush=True)
+    print(f"| guidance, 64x64 | baseline: backprop through the U-Net | {seconds_per_call(through_unet, args.repeats):.3f} |",
+          flush=True)
+
+    config = DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0})
+    run = DreamFusion(pipe, "a yellow duck", config)
+    run.fit(20, show_progress=False)  # past the first steps, so the blob has started to change
+    step = seconds_per_call(run.step, args.repeats)
+    print(f"| DreamFusion, 32x32 textureless | normals where the composite weighs > 1e-4 | {step:.3f} |", flush=True)
+    with mock.patch.object(renderer_module, "WEIGHT_EPS", -1.0):  # every sample "weighs": normals everywhere
+        baseline = seconds_per_call(run.step, args.repeats)
+    print(f"| DreamFusion, 32x32 textureless | baseline: normals at every sample | {baseline:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
