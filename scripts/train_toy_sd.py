@@ -72,10 +72,25 @@ def text_encoder_from_clip(clip: CLIP) -> CLIPTextModel:
     return text_encoder.eval()
 
 
+def frozen_text_encoder(clip: CLIP) -> tuple[CLIPTextModel, str]:
+    """The text encoder the U-Net trains against, and the sha256 of the toy CLIP it came from.
+
+    Kept with the checkpoints: a resumed run must see the same text encoder even if toy CLIP has
+    been retrained since.
+    """
+    folder = BUILD / "text_encoder"
+    if not (folder / "config.json").exists():
+        text_encoder_from_clip(clip).save_pretrained(folder)
+        (folder / "source.json").write_text(json.dumps({"toy-clip": assets.manifest()["toy-clip"]["sha256"]}))
+    source = json.loads((folder / "source.json").read_text())["toy-clip"]
+    return CLIPTextModel.from_pretrained(folder, dtype=torch.float32).eval(), source
+
+
 def train_unet(args, data: dict) -> None:
     vae = AutoencoderKL.from_pretrained(BUILD / "vae").eval()
-    clip = load("toy-clip", device="cpu")
-    text_encoder, tokenizer = text_encoder_from_clip(clip), clip.tokenizer
+    clip = load("toy-clip", device="cpu")  # the judge, and the first run's text encoder
+    text_encoder, clip_digest = frozen_text_encoder(clip)
+    tokenizer = clip.tokenizer
     vae_summary = json.loads((BUILD / "vae" / "training.json").read_text())
 
     with torch.no_grad():
@@ -125,7 +140,7 @@ A diffusers `StableDiffusionPipeline` for 64x64 toy-world images, built by `scri
 | part | class | parameters | sha256 of the fp16 weights |
 |---|---|---|---|
 | vae | `AutoencoderKL`, 64x64x3 <-> 16x16x4, scaling factor {vae.config.scaling_factor} | {count['vae']:,} | `{digests['vae']}` |
-| text_encoder | `CLIPTextModel`: toy CLIP's text tower, frozen | {count['text_encoder']:,} | `{digests['text_encoder']}` |
+| text_encoder | `CLIPTextModel`: the text tower of the toy CLIP shipped at the time (sha256 {clip_digest[:12]}...), frozen | {count['text_encoder']:,} | `{digests['text_encoder']}` |
 | unet | `UNet2DConditionModel`, channels {tuple(args.unet_channels)} | {count['unet']:,} | `{digests['unet']}` |
 | tokenizer | `CLIPTokenizer` over the toy vocabulary | | |
 | scheduler | `DDIMScheduler` on SD's schedule (scaled linear betas 0.00085 to 0.012, ε-prediction) | | |

@@ -26,6 +26,7 @@ import torch
 import trimesh
 
 from ..cameras import focal_from_fov, orbit_camera
+from ..fields import HashGridEncoding
 from ..guidance import PromptProcessor, ScoreDistillation
 from ..mesh import extract_mesh
 from ..runtime import progress
@@ -43,7 +44,7 @@ class DreamFusionConfig:
     n_samples: int = 48
     batch_size: int = 1
     lr: float = 1e-2
-    guidance_scale: float = 50.0
+    guidance_scale: float = 100.0
     t_range: tuple[float, float] = (0.02, 0.98)
     t_range_end: tuple[float, float] | None = (0.02, 0.6)
     weighting: str = "sds"
@@ -53,8 +54,12 @@ class DreamFusionConfig:
     albedo_steps: int = 100  # unlit at first: the shape has no normals worth shading yet
     shading_probs: dict = field(default_factory=lambda: {"albedo": 0.3, "lambertian": 0.4, "textureless": 0.3})
     background: str = "white"
+    blob_density: float = 10.0
+    blob_radius: float = 0.5
+    grid_levels: int = 8  # hash-grid levels, from 16 cells to grid_finest
+    grid_finest: int = 128
     lambda_orient: float = 1e-2
-    lambda_sparsity: float = 1e-3
+    lambda_sparsity: float = 0.1
     view_dependent: bool = True
     negative_prompt: str = ""
     seed: int = 0
@@ -76,7 +81,9 @@ class DreamFusion:
         self.prompt = PromptProcessor(pipe, prompt, config.negative_prompt, config.view_dependent)
         self.guidance = ScoreDistillation(pipe, config.guidance_scale, t_range=config.t_range,
                                           t_range_end=config.t_range_end, weighting=config.weighting)
-        self.geometry = DensityField()
+        encoding = HashGridEncoding(n_levels=config.grid_levels, log2_table_size=15, base_resolution=16,
+                                    finest_resolution=config.grid_finest)
+        self.geometry = DensityField(encoding, blob_density=config.blob_density, blob_radius=config.blob_radius)
         self.background = WhiteBackground() if config.background == "white" else LearnedBackground()
         self.renderer = VolumeRenderer(self.geometry, self.background, config.n_samples).to(self.device)
         self.optimizer = torch.optim.Adam(self.renderer.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
