@@ -58,6 +58,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/toyworld_render.py
 	$(PY) benchmarks/nerf.py --budget 300
 	$(PY) benchmarks/point_metrics.py
+	$(PY) benchmarks/sds.py
 	$(PY) benchmarks/sampling.py
 	$(PY) benchmarks/sdf_unet.py
 

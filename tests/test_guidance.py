@@ -1,6 +1,8 @@
 """Score distillation and prompts, on a tiny Stable Diffusion pipeline built from configs, saved and reloaded
 exactly as real weights would be (the same code path as SD 2.1)."""
 
+import copy
+
 import pytest
 import torch
 from diffusers import DDPMScheduler
@@ -110,3 +112,31 @@ def test_distill_image_moves_the_pixels_and_stays_in_range(pipe):
                                   size=32)
     assert image.shape == (1, 3, 32, 32) and len(losses) == 3
     assert 0 <= image.min() and image.max() <= 1 and not torch.allclose(image, torch.full_like(image, 0.5))
+
+
+def test_train_denoiser_conditions_a_unet_on_rows_of_label_embeddings(pipe):
+    from minidiff3d.diffusion import train_denoiser
+
+    calls = []
+    unet = copy.deepcopy(pipe.unet).requires_grad_(True)  # SDS froze the fixture's; train a copy
+
+    class Recording(torch.nn.Module):  # the tiny U-Net, recording what it is conditioned on
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, x, t, condition):
+            calls.append(condition.detach().clone())
+            return self.unet(x, t, condition)
+
+    table = torch.randn(3, 4, 32)  # two captions and the empty one (row 2)
+    latents, labels = torch.randn(8, 4, 16, 16), torch.tensor([0, 1] * 4)
+    run = train_denoiser(Recording(), latents, DDPMScheduler(), labels, steps=4, batch_size=4, cond_dropout=0.5,
+                         label_embeddings=table, null_label=2, ema_decay=None, show_progress=False)
+    assert len(run.history["loss"]) == 1 and all(c.shape == (4, 4, 32) for c in calls)
+    seen = {row for c in calls for row in range(3) for item in c if torch.equal(item, table[row])}
+    assert seen == {0, 1, 2}  # both captions, and the empty one swapped in by the dropout
+    with pytest.raises(ValueError, match="labels: expected indices into the 3 label_embeddings"):
+        train_denoiser(Recording(), latents, DDPMScheduler(), labels + 2, steps=1, label_embeddings=table, null_label=2)
+    with pytest.raises(ValueError, match="null_label"):
+        train_denoiser(Recording(), latents, DDPMScheduler(), labels, steps=1, label_embeddings=table)
