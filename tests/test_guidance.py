@@ -82,6 +82,8 @@ def test_sds_rejects_bad_renders_and_mismatched_embeddings(pipe):
         sds(torch.rand(2, 3, 32, 32) * 2 - 1, embeddings)
     with pytest.raises(ValueError, match="text_embeddings"):
         sds(torch.rand(3, 3, 32, 32), embeddings)
+    with pytest.raises(ValueError, match="latents"):
+        sds.from_latents(torch.randn(2, 3, 16, 16), embeddings)
     with pytest.raises(ValueError, match="images"):
         sds(torch.full((2, 3, 32, 32), float("nan")), embeddings)
     with pytest.raises(ValueError, match="grad_clip"):
@@ -108,8 +110,7 @@ def test_distill_image_moves_the_pixels_and_stays_in_range(pipe):
     from minidiff3d.guidance import distill_image
 
     sds = ScoreDistillation(pipe, guidance_scale=10.0)
-    image, losses = distill_image(sds, PromptProcessor(pipe, "a red duck")(torch.zeros(1), torch.zeros(1)), steps=3,
-                                  size=32)
+    image, losses = distill_image(sds, PromptProcessor(pipe, "a red duck")(torch.zeros(1), torch.zeros(1)), steps=3)
     assert image.shape == (1, 3, 32, 32) and len(losses) == 3
     assert 0 <= image.min() and image.max() <= 1 and not torch.allclose(image, torch.full_like(image, 0.5))
 

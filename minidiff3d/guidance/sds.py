@@ -142,11 +142,17 @@ class ScoreDistillation:
         ``loss.backward()`` sends ``grad`` into the latents (and on, through the encoder, to the
         renders). ``progress`` in [0,1] moves the t range when ``t_range_end`` is set.
         """
+        return self.from_latents(self.encode(images), text_embeddings, progress, generator)
+
+    def from_latents(self, latents: torch.Tensor, text_embeddings: tuple[torch.Tensor, torch.Tensor],
+                     progress: float = 0.0, generator: torch.Generator | None = None) -> SDSOutput:
+        """SDS on scaled latents ``[B,4,h,w]`` directly (what ``__call__`` does after encoding the renders)."""
         cond, uncond = text_embeddings
-        sizes = {"B": len(images)}
+        sizes = {"B": len(latents)}
+        check_tensor("latents", latents, shape=["B", self.pipe.unet.config.in_channels, None, None], sizes=sizes,
+                     floating=True)
         check_tensor("text_embeddings[0]", cond, shape=["B", None, None], sizes=sizes)
         check_tensor("text_embeddings[1]", uncond, shape=list(cond.shape))
-        latents = self.encode(images)
         lo, hi = self.timestep_bounds(progress)
         device = latents.device
         t = torch.randint(lo, hi + 1, (len(latents),), generator=generator, device="cpu").to(device)
@@ -163,22 +169,32 @@ class ScoreDistillation:
 
 
 def distill_image(guidance: ScoreDistillation, text_embeddings: tuple[torch.Tensor, torch.Tensor], steps: int = 200,
-                  size: int = 64, lr: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, list[float]]:
-    """SDS with no 3-D at all: optimise the pixels of one image ``[1,3,size,size]`` directly.
+                  lr: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, list[float]]:
+    """SDS with no 3-D at all: optimise one image's latents ``[1,4,h,w]`` directly, then decode them.
 
-    The image is ``sigmoid(logits)`` (so it stays in [0,1]), started grey. ``text_embeddings``
-    are one prompt's ``(cond, uncond)`` ``[1,L,D]``. Returns the image and the SDS loss per step.
-    It isolates what the guidance alone does: the CFG scale's effect on saturation, and how
-    alike the results of different seeds are (SDS seeks a mode).
+    The latents start as the encoding of a grey image. ``text_embeddings`` are one prompt's
+    ``(cond, uncond)`` ``[1,L,D]``. Returns the decoded image ``[1,3,H,W]`` in [0,1] and the SDS
+    loss per step. It isolates what the guidance alone does: the CFG scale's effect on saturation,
+    and how alike the results of different seeds are (SDS seeks a mode).
+
+    Why latents and not pixels: the SDS gradient on pixels comes back through the VAE encoder,
+    which turns it into high-frequency patterns that Adam happily amplifies; a renderer's
+    smoothness keeps that in check in 3-D, nothing does for free pixels.
     """
     generator = torch.Generator().manual_seed(seed)
-    logits = torch.zeros(1, 3, size, size, device=guidance.pipe.device, requires_grad=True)
-    optimizer = torch.optim.Adam([logits], lr=lr)
+    pipe = guidance.pipe
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    with torch.no_grad():
+        start = guidance.encode(torch.full((1, 3, size, size), 0.5, device=pipe.device))
+    latents = start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([latents], lr=lr)
     losses = []
     for step in range(steps):
-        out = guidance(torch.sigmoid(logits), text_embeddings, progress=step / max(steps - 1, 1), generator=generator)
+        out = guidance.from_latents(latents, text_embeddings, progress=step / max(steps - 1, 1), generator=generator)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
         losses.append(out.loss.item())
-    return torch.sigmoid(logits).detach().cpu(), losses
+    with torch.no_grad():
+        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    return ((image + 1) / 2).clamp(0, 1).cpu(), losses
