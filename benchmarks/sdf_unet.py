@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
 from minidiff3d.diffusion import SDFUNet3D
-
-
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator and oneDNN kernel selection
-    tic = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - tic) / repeats
+from timing import seconds  # benchmarks/ is on the path when a script runs
 
 
 def main() -> None:

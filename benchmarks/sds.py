@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from unittest import mock
 
 import torch
@@ -23,14 +22,7 @@ from minidiff3d.guidance import PromptProcessor, ScoreDistillation
 from minidiff3d.pipelines import DreamFusion, DreamFusionConfig
 from minidiff3d.priors import load
 from minidiff3d.scene import renderer as renderer_module
-
-
-def seconds_per_call(fn, repeats: int) -> float:
-    fn()  # warm-up
-    tic = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - tic) / repeats
+from timing import seconds  # benchmarks/ is on the path when a script runs
 
 
 def main() -> None:
@@ -62,17 +54,17 @@ def main() -> None:
         guided = noise_uncond + 100.0 * (noise_cond - noise_uncond)
         (0.5 * (1 - pipe.scheduler.alphas_cumprod[t]) * (guided - noise).pow(2).sum()).backward()
 
-    print(f"| guidance, 64x64 | SDS (no U-Net Jacobian) | {seconds_per_call(sds_step, args.repeats):.3f} |", flush=True)
-    print(f"| guidance, 64x64 | baseline: backprop through the U-Net | {seconds_per_call(through_unet, args.repeats):.3f} |",
+    print(f"| guidance, 64x64 | SDS (no U-Net Jacobian) | {seconds(sds_step, args.repeats):.3f} |", flush=True)
+    print(f"| guidance, 64x64 | baseline: backprop through the U-Net | {seconds(through_unet, args.repeats):.3f} |",
           flush=True)
 
     config = DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0})
     run = DreamFusion(pipe, "a yellow duck", config)
     run.fit(20, show_progress=False)  # past the first steps, so the blob has started to change
-    step = seconds_per_call(run.step, args.repeats)
+    step = seconds(run.step, args.repeats)
     print(f"| DreamFusion, 32x32 textureless | normals where the composite weighs > 1e-4 | {step:.3f} |", flush=True)
     with mock.patch.object(renderer_module, "WEIGHT_EPS", -1.0):  # every sample "weighs": normals everywhere
-        baseline = seconds_per_call(run.step, args.repeats)
+        baseline = seconds(run.step, args.repeats)
     print(f"| DreamFusion, 32x32 textureless | baseline: normals at every sample | {baseline:.3f} |", flush=True)
 
 
