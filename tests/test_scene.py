@@ -11,6 +11,8 @@ from minidiff3d.cameras import focal_from_fov, orbit_camera
 from minidiff3d.pipelines import DreamFusion, DreamFusionConfig
 from minidiff3d.priors import tiny_stable_diffusion
 from minidiff3d.scene import DensityField, VolumeRenderer, WhiteBackground, shade, sphere_chords
+from minidiff3d.toyworld import DEFAULT_RADIUS
+from minidiff3d.toyworld.render import LIGHT_DIR
 
 
 class UniformBall(torch.nn.Module):
@@ -99,3 +101,19 @@ def test_dreamfusion_rejects_a_bad_config(tiny_pipe):
         DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(shading_probs={"albedo": 0.5}))
     with pytest.raises(ValueError, match="background"):
         DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(background="black"))
+
+
+def test_dreamfusion_light_follows_the_config(tiny_pipe):
+    c2w = orbit_camera(torch.tensor([10.0, 60.0]), torch.tensor([0.0, 90.0]), DEFAULT_RADIUS)
+    world = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(light="world"))
+    camera = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(light="camera"))
+    assert torch.allclose(world.light_centers(c2w), torch.tensor([LIGHT_DIR, LIGHT_DIR]))
+    assert torch.equal(camera.light_centers(c2w), c2w[:, :3, 3])
+    # Same field (same seed), different light: the shaded renders differ, the albedo ones do not.
+    assert torch.equal(world.render(10.0, 90.0, size=16)["rgb"], camera.render(10.0, 90.0, size=16)["rgb"])
+    assert not torch.allclose(world.render(10.0, 90.0, 16, "textureless")["rgb"],
+                              camera.render(10.0, 90.0, 16, "textureless")["rgb"])
+    with pytest.raises(ValueError, match="config.light"):
+        DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(light="sun"))
+    with pytest.raises(ValueError, match="ambient"):
+        DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(ambient=1.5))

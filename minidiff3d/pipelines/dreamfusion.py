@@ -3,7 +3,7 @@
 Composed in threestudio's split, each part replaceable:
 
     geometry    DensityField         hash-grid density + albedo, started from a blob
-    material    shading.shade        albedo / lambertian / textureless, light near the camera
+    material    shading.shade        albedo / lambertian / textureless, a randomly placed light
     background  White / Learned      what transparent rays see
     renderer    VolumeRenderer       chapter 01's quadrature over each ray's chord
     guidance    ScoreDistillation    SDS from any StableDiffusionPipeline (toy SD or SD 2.1)
@@ -32,6 +32,8 @@ from ..mesh import extract_mesh
 from ..runtime import progress
 from ..scene import DensityField, LearnedBackground, VolumeRenderer, WhiteBackground, random_light_dirs
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, grid_points
+from ..toyworld.render import AMBIENT as TOY_AMBIENT
+from ..toyworld.render import LIGHT_DIR as TOY_LIGHT_DIR
 from ..validation import check_choice, check_positive_int
 
 
@@ -39,12 +41,14 @@ from ..validation import check_choice, check_positive_int
 class DreamFusionConfig:
     """Every knob of a run. Defaults are sized for toy SD on a 2-core CPU (a few minutes a prompt)."""
 
-    steps: int = 600
+    steps: int = 800
     render_size: int = 32  # renders are upsampled to the prior's resolution (64 for toy SD) by the guidance
     n_samples: int = 48
     batch_size: int = 1
     lr: float = 1e-2
-    guidance_scale: float = 100.0
+    # DreamFusion's 100 suits a large prior; toy SD's conditional is already sharp, and at 100 its
+    # colours saturate and shapes collapse (chapter 04's 2-D playground measures it).
+    guidance_scale: float = 15.0
     t_range: tuple[float, float] = (0.02, 0.98)
     t_range_end: tuple[float, float] | None = (0.02, 0.6)
     weighting: str = "sds"
@@ -53,11 +57,15 @@ class DreamFusionConfig:
     fov_deg: float = DEFAULT_FOV_DEG
     albedo_steps: int = 100  # unlit at first: the shape has no normals worth shading yet
     shading_probs: dict = field(default_factory=lambda: {"albedo": 0.3, "lambertian": 0.4, "textureless": 0.3})
+    # Where the light is drawn around: "camera" (DreamFusion's choice, for a prior that saw every
+    # lighting) or "world" (the toy world's fixed light from above, the only one toy SD ever saw).
+    light: str = "world"
+    ambient: float = TOY_AMBIENT
     background: str = "white"
-    blob_density: float = 10.0
+    blob_density: float = 5.0  # weak enough that SDS can carve a cone's flat base out of the ball
     blob_radius: float = 0.5
     grid_levels: int = 8  # hash-grid levels, from 16 cells to grid_finest
-    grid_finest: int = 128
+    grid_finest: int = 64  # finer cells than a 32x32 render resolves only add grain to the normals
     lambda_orient: float = 1e-2
     lambda_sparsity: float = 0.1
     view_dependent: bool = True
@@ -71,6 +79,7 @@ class DreamFusion:
     def __init__(self, pipe, prompt: str, config: DreamFusionConfig | None = None):
         self.config = config = config or DreamFusionConfig()
         check_choice("config.background", config.background, ("white", "learned"))
+        check_choice("config.light", config.light, ("world", "camera"))
         unknown = set(config.shading_probs) - {"albedo", "lambertian", "textureless"}
         if unknown or not config.shading_probs or abs(sum(config.shading_probs.values()) - 1) > 1e-6:
             raise ValueError(f"config.shading_probs: expected probabilities over albedo/lambertian/textureless summing "
@@ -85,7 +94,7 @@ class DreamFusion:
                                     finest_resolution=config.grid_finest)
         self.geometry = DensityField(encoding, blob_density=config.blob_density, blob_radius=config.blob_radius)
         self.background = WhiteBackground() if config.background == "white" else LearnedBackground()
-        self.renderer = VolumeRenderer(self.geometry, self.background, config.n_samples).to(self.device)
+        self.renderer = VolumeRenderer(self.geometry, self.background, config.n_samples, ambient=config.ambient).to(self.device)
         self.optimizer = torch.optim.Adam(self.renderer.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
         self.step_count = 0
         self.history: dict[str, list] = {"step": [], "loss": [], "shading": [], "seconds": []}
@@ -100,6 +109,12 @@ class DreamFusion:
         azimuth = 360 * torch.rand(n, generator=self.generator)
         return orbit_camera(elevation, azimuth, self.config.radius).to(self.device), elevation, azimuth
 
+    def light_centers(self, c2w: torch.Tensor) -> torch.Tensor:
+        """``[B,3]`` directions that each view's light is drawn around (``config.light``)."""
+        if self.config.light == "camera":
+            return c2w[:, :3, 3]
+        return torch.tensor(TOY_LIGHT_DIR, device=c2w.device).expand(len(c2w), 3)
+
     def _shading(self) -> str:
         if self.step_count < self.config.albedo_steps:
             return "albedo"
@@ -111,7 +126,7 @@ class DreamFusion:
         config = self.config
         c2w, elevation, azimuth = self.sample_cameras(config.batch_size)
         shading = self._shading()
-        lights = random_light_dirs(c2w[:, :3, 3], generator=self.generator) if shading != "albedo" else None
+        lights = random_light_dirs(self.light_centers(c2w), generator=self.generator) if shading != "albedo" else None
         out = self.renderer(c2w, config.render_size, self.focal(config.render_size), shading, lights)
         sds = self.guidance(out["rgb"].clamp(0, 1), self.prompt(elevation, azimuth),
                             progress=min(self.step_count / max(config.steps - 1, 1), 1.0), generator=self.generator)
@@ -146,9 +161,9 @@ class DreamFusion:
     def render(self, elevation, azimuth, size: int = 64, shading: str = "albedo") -> dict[str, torch.Tensor]:
         """Renders from orbit cameras at ``elevation``, ``azimuth`` (degrees, scalars or ``[B]``): ``rgb [B,3,H,W]``, ...
 
-        Shaded modes light each view from its camera."""
+        Shaded modes light each view from the centre of ``config.light`` (no random offset)."""
         c2w = orbit_camera(elevation, azimuth, self.config.radius).to(self.device).reshape(-1, 4, 4)
-        lights = torch.nn.functional.normalize(c2w[:, :3, 3], dim=-1) if shading != "albedo" else None
+        lights = torch.nn.functional.normalize(self.light_centers(c2w), dim=-1) if shading != "albedo" else None
         outs = [self.renderer(c[None], size, self.focal(size), shading, None if lights is None else lights[i:i + 1],
                               perturb=False) for i, c in enumerate(c2w)]
         return {key: torch.cat([o[key] for o in outs]).cpu() for key in ("rgb", "opacity", "depth")}

@@ -15,7 +15,7 @@ from torch import nn
 from ..cameras import check_c2w, get_rays
 from ..render import stratified_samples, volume_render
 from ..validation import check_positive, check_positive_int, check_tensor
-from .shading import shade
+from .shading import AMBIENT, shade
 
 WEIGHT_EPS = 1e-4  # samples weighted less than this contribute nothing visible: no normals for them
 
@@ -34,12 +34,17 @@ class VolumeRenderer(nn.Module):
     Args:
         n_samples: stratified samples per ray chord.
         radius: the bounding sphere (√3 covers the [-1,1]^3 box; 1 is enough for the toy world).
+        ambient: the shaded modes' ambient light (``shading.shade``).
     """
 
-    def __init__(self, geometry: nn.Module, background: nn.Module, n_samples: int = 48, radius: float = 1.0):
+    def __init__(self, geometry: nn.Module, background: nn.Module, n_samples: int = 48, radius: float = 1.0,
+                 ambient: float = AMBIENT):
         super().__init__()
         self.geometry, self.background = geometry, background
         self.n_samples, self.radius = check_positive_int("n_samples", n_samples), check_positive("radius", radius)
+        if not 0.0 <= ambient <= 1.0:
+            raise ValueError(f"ambient: expected a fraction in [0, 1], got {ambient!r}")
+        self.ambient = float(ambient)
 
     def forward(self, c2w: torch.Tensor, size: int, focal: float, shading: str = "albedo",
                 light_dirs: torch.Tensor | None = None, perturb: bool = True) -> dict[str, torch.Tensor]:
@@ -76,7 +81,7 @@ class VolumeRenderer(nn.Module):
                 normals = torch.zeros_like(points).index_put((needed,), self.geometry.normals(points[needed], density[needed]))
                 view = torch.arange(batch, device=device).repeat_interleave(pixels_per_view)[hit]
                 lights = light_dirs[view].repeat_interleave(self.n_samples, 0)
-            colors = shade(albedo, normals, lights, shading)
+            colors = shade(albedo, normals, lights, shading, self.ambient)
             colors = torch.cat([colors.reshape(len(o), -1, 3), torch.zeros(len(o), 1, 3, device=device)], 1)
             out = volume_render(sigma, colors, z)
             rgb, opacity, depth = rgb.index_put((hit,), out["rgb"]), opacity.index_put((hit,), out["opacity"]), \

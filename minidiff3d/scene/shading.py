@@ -28,12 +28,12 @@ def shade(albedo: torch.Tensor, normals: torch.Tensor | None, light_dirs: torch.
     return diffuse * (albedo if mode == "lambertian" else torch.ones_like(albedo))
 
 
-def random_light_dirs(camera_positions: torch.Tensor, spread: float = 0.5, generator: torch.Generator | None = None
+def random_light_dirs(centers: torch.Tensor, spread: float = 0.5, generator: torch.Generator | None = None
                       ) -> torch.Tensor:
-    """Unit directions ``[B,3]`` towards a light near each camera: the camera's direction plus Gaussian noise.
+    """Unit directions ``[B,3]`` towards a light near each of ``centers [B,3]``: the direction plus Gaussian noise.
 
-    A light from roughly the viewer's side keeps the visible surface mostly lit (DreamFusion
-    samples the light around the camera for the same reason).
+    DreamFusion centres the light on the camera, so the visible surface is mostly lit; a prior
+    that only ever saw one fixed light (toy SD) is better served by centring on that light.
     """
-    noise = torch.randn(camera_positions.shape, generator=generator).to(camera_positions)
-    return F.normalize(F.normalize(camera_positions, dim=-1) + spread * noise, dim=-1)
+    noise = torch.randn(centers.shape, generator=generator).to(centers)
+    return F.normalize(F.normalize(centers, dim=-1) + spread * noise, dim=-1)
