@@ -55,8 +55,11 @@ class DreamFusionConfig:
     elevation_range: tuple[float, float] = (-10.0, 80.0)
     radius: float = DEFAULT_RADIUS
     fov_deg: float = DEFAULT_FOV_DEG
-    albedo_steps: int = 100  # unlit at first: the shape has no normals worth shading yet
-    shading_probs: dict = field(default_factory=lambda: {"albedo": 0.3, "lambertian": 0.4, "textureless": 0.3})
+    # DreamFusion renders unlit albedo for its first steps and at random after (SD knows flat-coloured
+    # images). Toy SD has only seen lit objects: to it an unlit render is out of distribution, and
+    # SDS answers with saturated colours (a blue cube turned violet), so here every render is lit.
+    albedo_steps: int = 0  # steps rendered unlit before shading_probs applies
+    shading_probs: dict = field(default_factory=lambda: {"lambertian": 0.7, "textureless": 0.3})
     # Where the light is drawn around: "camera" (DreamFusion's choice, for a prior that saw every
     # lighting) or "world" (the toy world's fixed light from above, the only one toy SD ever saw).
     light: str = "world"
