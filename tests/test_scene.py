@@ -96,6 +96,13 @@ def test_dreamfusion_runs_renders_and_exports_a_mesh(tiny_pipe, tmp_path):
     assert len(loaded.faces) == len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[1] == 4
 
 
+def test_dreamfusion_lights_every_render_by_default(tiny_pipe):
+    # Toy SD never saw an unlit object, so the defaults never show it one.
+    run = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(render_size=16, n_samples=16))
+    shadings = run.fit(12, show_progress=False)["shading"]
+    assert "albedo" not in shadings and {"lambertian", "textureless"} <= set(shadings)
+
+
 def test_dreamfusion_rejects_a_bad_config(tiny_pipe):
     with pytest.raises(ValueError, match="shading_probs"):
         DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(shading_probs={"albedo": 0.5}))
