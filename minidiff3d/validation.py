@@ -82,6 +82,17 @@ def check_positive(name: str, value) -> float:
     return number
 
 
+def check_fraction(name: str, value) -> float:
+    """Return ``value`` as a float, or raise if it is not a number in [0, 1] (NaN included)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a fraction in [0, 1], got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name}: expected a fraction in [0, 1], got {value!r}")
+    return number
+
+
 def check_choice(name: str, value, choices: Sequence) -> None:
     """Raise if ``value`` is not one of ``choices``."""
     if value not in choices:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..validation import check_choice, check_images, check_positive, check_tensor
+from ..validation import check_choice, check_fraction, check_images, check_positive, check_tensor
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
@@ -110,8 +110,7 @@ class ScoreDistillation:
 
     def timestep_bounds(self, progress: float = 0.0) -> tuple[int, int]:
         """The integer timesteps [lo, hi] that t is drawn from at ``progress`` in [0, 1] of the optimisation."""
-        if not 0.0 <= progress <= 1.0:
-            raise ValueError(f"progress: expected a fraction in [0, 1], got {progress!r}")
+        progress = check_fraction("progress", progress)
         lo, hi = self.t_range
         if self.t_range_end is not None:
             lo = lo + progress * (self.t_range_end[0] - lo)

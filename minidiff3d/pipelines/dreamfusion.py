@@ -32,8 +32,7 @@ from ..mesh import extract_mesh
 from ..runtime import progress
 from ..scene import DensityField, LearnedBackground, VolumeRenderer, WhiteBackground, random_light_dirs
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, grid_points
-from ..toyworld.render import AMBIENT as TOY_AMBIENT
-from ..toyworld.render import LIGHT_DIR as TOY_LIGHT_DIR
+from ..toyworld.render import AMBIENT as TOY_AMBIENT, LIGHT_DIR as TOY_LIGHT_DIR
 from ..validation import check_choice, check_positive_int
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..cameras import check_c2w, get_rays
 from ..render import stratified_samples, volume_render
-from ..validation import check_positive, check_positive_int, check_tensor
+from ..validation import check_fraction, check_positive, check_positive_int, check_tensor
 from .shading import AMBIENT, shade
 
 WEIGHT_EPS = 1e-4  # samples weighted less than this contribute nothing visible: no normals for them
@@ -42,9 +42,7 @@ class VolumeRenderer(nn.Module):
         super().__init__()
         self.geometry, self.background = geometry, background
         self.n_samples, self.radius = check_positive_int("n_samples", n_samples), check_positive("radius", radius)
-        if not 0.0 <= ambient <= 1.0:
-            raise ValueError(f"ambient: expected a fraction in [0, 1], got {ambient!r}")
-        self.ambient = float(ambient)
+        self.ambient = check_fraction("ambient", ambient)
 
     def forward(self, c2w: torch.Tensor, size: int, focal: float, shading: str = "albedo",
                 light_dirs: torch.Tensor | None = None, perturb: bool = True) -> dict[str, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 - ``albedo``: the field's colour, unlit. Cheap, but a flat shape painted with shadows also
   looks right to the prior.
-- ``lambertian``: ``albedo · (a + (1 - a) max(0, n·l))`` under a light ``l`` drawn near the camera.
+- ``lambertian``: ``albedo · (a + (1 - a) max(0, n·l))`` under a light ``l`` drawn at random
+  (``random_light_dirs``: around the camera, as DreamFusion does, or around a fixed light).
 - ``textureless``: the same with a white albedo. Only geometry can make such a render look like
   the prompt, so it stops the model from painting 3-D detail onto a flat surface.
 """
