@@ -34,14 +34,23 @@ HELD_OUT_SEED = 10_000
 def point_cloud_task(args):
     """Data, model, and a held-out evaluation of samples ``[B,N,3]``."""
     data, labels = point_cloud_dataset(args.n_per_category, args.points)
-    model = PointCloudTransformer(num_classes=len(CATEGORIES), hidden_dim=args.hidden_dim, num_layers=args.layers)
+    model = PointCloudTransformer(num_classes=len(CATEGORIES), hidden_dim=args.hidden_dim, num_layers=args.layers,
+                                  coordinate_scale=args.coordinate_scale)
     describe = (f"`point_cloud_dataset({args.n_per_category}, {args.points})`: surface clouds in [-1,1]^3 at their "
-                f"true sizes")
+                f"true sizes, times {args.coordinate_scale} (`PointCloudTransformer.encode_points`)")
+    if args.init_from:
+        start = PointCloudTransformer.from_pretrained(args.init_from, torch_dtype=torch.float32, local_files_only=True)
+        model.load_state_dict(start.state_dict())
+        with torch.no_grad():  # the first layer sees points in the new units as it saw them in the old
+            model.input.weight *= start.config.coordinate_scale / args.coordinate_scale
+        describe += f"; started from the weights of a model trained at coordinate scale {start.config.coordinate_scale}"
 
     def evaluate(samples, refs):
-        return evaluate_point_clouds(samples, refs, metrics=("CD",))
+        return evaluate_point_clouds(model.decode_points(samples), refs, metrics=("CD",))
 
-    return data, labels, model, describe, (args.points, 3), evaluate, {}
+    # The clouds lie in [-1,1]^3 before scaling: clip x0 estimates to the scaled box.
+    return (model.encode_points(data), labels, model, describe, (args.eval_points, 3), evaluate,
+            dict(clip_sample_range=args.coordinate_scale))
 
 
 def sdf_task(args):
@@ -87,6 +96,10 @@ def main() -> None:
     point_cloud.add_argument("--points", type=int, default=1024)
     point_cloud.add_argument("--hidden-dim", type=int, default=96)
     point_cloud.add_argument("--layers", type=int, default=4)
+    point_cloud.add_argument("--init-from", type=Path, default=None,
+                             help="start from this saved model's weights (same architecture; any coordinate scale)")
+    point_cloud.add_argument("--coordinate-scale", type=float, default=3.0,
+                             help="the model denoises points times this (3 brings the toy clouds to unit std)")
     sdf = parser.add_argument_group("sdf")
     sdf.add_argument("--resolution", type=int, default=32)
     sdf.add_argument("--truncation", type=float, default=0.2)

@@ -45,6 +45,16 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
     torch.testing.assert_close(loaded(x, 7, torch.tensor([1, 2])).sample, model(x, 7, torch.tensor([1, 2])).sample, rtol=0, atol=0)
 
 
+def test_coordinate_scale_round_trips_and_is_saved(tmp_path):
+    model, points = random_model(coordinate_scale=3.0), torch.rand(2, 8, 3) * 2 - 1
+    torch.testing.assert_close(model.encode_points(points), 3.0 * points)
+    torch.testing.assert_close(model.decode_points(model.encode_points(points)), points)
+    model.save_pretrained(tmp_path)
+    assert PointCloudTransformer.from_pretrained(tmp_path).config.coordinate_scale == 3.0
+    with pytest.raises(ValueError, match="coordinate_scale"):
+        PointCloudTransformer(coordinate_scale=0.0)
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
