@@ -32,9 +32,13 @@ def test_chamfer_matches_brute_force_and_is_symmetric():
 
 def test_pairwise_chamfer_by_kd_trees_matches_the_dense_computation():
     g = torch.Generator().manual_seed(3)
-    x, y = torch.rand(3, 40, 3, generator=g), torch.rand(4, 40, 3, generator=g)
+    x, y = torch.rand(3, 40, 3, generator=g), torch.rand(4, 25, 3, generator=g)  # sets and clouds of different sizes
     dense = torch.stack([chamfer_distance(a.expand(4, -1, -1), y) for a in x])
     torch.testing.assert_close(pairwise_distances(x, y), dense, rtol=1e-5, atol=1e-7)
+    within = pairwise_distances(x, x)  # a set against itself takes the symmetric shortcut
+    torch.testing.assert_close(within, pairwise_distances(x, x.clone()), rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(within, within.T)
+    torch.testing.assert_close(within.diagonal(), torch.zeros(3))
 
 
 def test_emd_hand_computed_and_brute_force():

@@ -9,6 +9,7 @@ import trimesh
 
 from minidiff3d.cameras import focal_from_fov, orbit_camera
 from minidiff3d.pipelines import DreamFusion, DreamFusionConfig
+from minidiff3d.pipelines.dreamfusion import opacity_entropy
 from minidiff3d.priors import tiny_stable_diffusion
 from minidiff3d.scene import DensityField, VolumeRenderer, WhiteBackground, shade, sphere_chords
 from minidiff3d.toyworld import DEFAULT_RADIUS
@@ -82,7 +83,7 @@ def tiny_pipe():
 
 def test_dreamfusion_runs_renders_and_exports_a_mesh(tiny_pipe, tmp_path):
     config = DreamFusionConfig(steps=4, render_size=16, n_samples=16, albedo_steps=2,
-                               shading_probs={"textureless": 1.0})
+                               shading_probs={"textureless": 1.0}, lambda_opaque=0.05)
     run = DreamFusion(tiny_pipe, "a red duck", config)
     before = [p.detach().clone() for p in run.geometry.parameters()]
     history = run.fit(show_progress=False)
@@ -94,6 +95,18 @@ def test_dreamfusion_runs_renders_and_exports_a_mesh(tiny_pipe, tmp_path):
     mesh = run.export_mesh(tmp_path / "duck.glb", resolution=32, threshold=1.0)
     loaded = trimesh.load(tmp_path / "duck.glb", force="mesh")
     assert len(loaded.faces) == len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[1] == 4
+
+
+def test_opacity_entropy_is_bernoullis_and_pushes_haze_to_either_side():
+    opacity = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.8, 1.0], requires_grad=True)
+    expected = torch.distributions.Bernoulli(probs=opacity.detach().clamp(1e-5, 1 - 1e-5)).entropy()
+    entropy = opacity_entropy(opacity)
+    torch.testing.assert_close(entropy, expected)
+    assert entropy[3].item() == pytest.approx(math.log(2)) and entropy[[0, 5]].max() < 1e-3
+    entropy.sum().backward()
+    slope = opacity.grad
+    assert torch.isfinite(slope).all()  # an empty or opaque ray must not send an infinite gradient
+    assert (slope[1:3] > 0).all() and slope[4] < 0 and abs(slope[3]) < 1e-6  # descent: below 1/2 to 0, above to 1
 
 
 def test_dreamfusion_lights_every_render_by_default(tiny_pipe):
