@@ -42,7 +42,7 @@ def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
     As a penalty it pushes half-transparent pixels to either side, and so clears haze.
     """
     p = opacity.clamp(1e-5, 1 - 1e-5)  # the slope, log((1 - p) / p), is infinite at 0 and 1
-    return -(p * p.log() + (1 - p) * (1 - p).log())
+    return torch.special.entr(p) + torch.special.entr(1 - p)
 
 
 @dataclass
