@@ -5,7 +5,9 @@ Rows, on toy SD:
 - SDS: VAE encode, two U-Net passes under no_grad, backward through the encoder only;
 - its baseline, the full diffusion-loss gradient: the same, but backpropagated through the U-Net;
 - a DreamFusion step with textureless shading, normals only where the composite weighs (the package's
-  renderer), against its baseline, normals at every sample.
+  renderer), against its baseline, normals at every sample;
+- the same step against the hash grid's previous lookup: every level gathering its 8 corners by
+  advanced indexing (the package reads dense levels with ``grid_sample`` and hashed ones with ``index_select``).
 
     .venv/bin/python benchmarks/sds.py [--repeats 10]
 """
@@ -18,11 +20,26 @@ from unittest import mock
 
 import torch
 
+from minidiff3d import fields
 from minidiff3d.guidance import PromptProcessor, ScoreDistillation
 from minidiff3d.pipelines import DreamFusion, DreamFusionConfig
 from minidiff3d.priors import load
 from minidiff3d.scene import renderer as renderer_module
 from timing import seconds  # benchmarks/ is on the path when a script runs
+
+
+def gather_level(unit_points, table, resolution, dense=False):
+    """The baseline: ``fields.interpolate_level`` as it was, one gather by advanced indexing for every level."""
+    scaled = unit_points * resolution
+    base = scaled.floor().long().clamp(max=resolution - 1)
+    frac = scaled - base
+    corners = fields._CORNERS
+    ijk = base[:, None, :] + corners
+    stride = resolution + 1
+    slots = (ijk[..., 0] + stride * ijk[..., 1] + stride * stride * ijk[..., 2] if dense
+             else fields.spatial_hash(ijk, table.shape[0]))
+    weights = torch.where(corners.bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
+    return (weights[..., None] * table[slots]).sum(1)
 
 
 def main() -> None:
@@ -58,14 +75,17 @@ def main() -> None:
     print(f"| guidance, 64x64 | baseline: backprop through the U-Net | {seconds(through_unet, args.repeats):.3f} |",
           flush=True)
 
-    config = DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0})
-    run = DreamFusion(pipe, "a yellow duck", config)
-    run.fit(20, show_progress=False)  # past the first steps, so the blob has started to change
-    step = seconds(run.step, args.repeats)
-    print(f"| DreamFusion, 32x32 textureless | normals where the composite weighs > 1e-4 | {step:.3f} |", flush=True)
+    def step_seconds() -> float:  # every variant from the same state: a fresh run, 20 steps in (the blob has started to change)
+        run = DreamFusion(pipe, "a yellow duck", DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0}))
+        run.fit(20, show_progress=False)
+        return seconds(run.step, args.repeats)
+
+    variant = "| DreamFusion, 32x32 textureless |"
+    print(f"{variant} normals where the composite weighs > 1e-4 | {step_seconds():.3f} |", flush=True)
     with mock.patch.object(renderer_module, "WEIGHT_EPS", -1.0):  # every sample "weighs": normals everywhere
-        baseline = seconds(run.step, args.repeats)
-    print(f"| DreamFusion, 32x32 textureless | baseline: normals at every sample | {baseline:.3f} |", flush=True)
+        print(f"{variant} baseline: normals at every sample | {step_seconds():.3f} |", flush=True)
+    with mock.patch.object(fields, "interpolate_level", gather_level):
+        print(f"{variant} baseline: hash-grid levels gathered by advanced indexing | {step_seconds():.3f} |", flush=True)
 
 
 if __name__ == "__main__":

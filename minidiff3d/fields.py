@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .validation import check_positive_int, check_tensor
@@ -107,19 +108,24 @@ def interpolate_level(unit_points: torch.Tensor, table: torch.Tensor, resolution
     stores corner ``(i,j,k)`` at slot ``i + s j + s^2 k`` with ``s = resolution + 1``; a hashed
     one at ``spatial_hash(ijk, T)``. Features are interpolated trilinearly from the 8 corners.
     """
-    scaled = unit_points * resolution
-    base = scaled.floor().long().clamp(max=resolution - 1)  # so the far face still has a cell
-    frac = scaled - base  # [N,3]
-    corners = _CORNERS.to(unit_points.device)
-    ijk = base[:, None, :] + corners  # [N,8,3]
     if dense:
+        # Slot i + s j + s^2 k is voxel (k, j, i) of an [s,s,s] volume: torch's trilinear grid_sample
+        # reads it with the same weights as gathering the 8 corners (below), about 3x faster on a CPU.
         stride = resolution + 1
-        slots = ijk[..., 0] + stride * ijk[..., 1] + stride * stride * ijk[..., 2]
-    else:
-        slots = spatial_hash(ijk, table.shape[0])
-    # trilinear weight of each corner: the product over axes of frac or (1 - frac)
-    weights = torch.where(corners.bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)  # [N,8]
-    return (weights[..., None] * table[slots]).sum(1)
+        volume = table.t().reshape(1, table.shape[1], stride, stride, stride)
+        grid = (unit_points * 2 - 1).reshape(1, -1, 1, 1, 3)  # (x, y, z) in [-1, 1] index (i, j, k)
+        return F.grid_sample(volume, grid, align_corners=True).reshape(table.shape[1], -1).t()
+    scaled = unit_points * resolution
+    base = scaled.floor().clamp(max=resolution - 1)  # so the far face still has a cell
+    frac = scaled - base  # [N,3]
+    slots = spatial_hash(base.long()[:, None, :] + _CORNERS.to(unit_points.device), table.shape[0])  # [N,8]
+    # The trilinear weight of corner (a,b,c) is wx[a] wy[b] wz[c], with w[0] = 1 - frac and w[1] = frac:
+    # an outer product of the three axes, flattened in _CORNERS' order (x slowest).
+    w = torch.stack([1 - frac, frac], -1)  # [N,3,2]
+    weights = (w[:, 0, :, None, None] * w[:, 1, None, :, None] * w[:, 2, None, None, :]).reshape(-1, 8)
+    # index_select, not table[slots]: its backward is a plain index_add, several times faster on a CPU
+    features = table.index_select(0, slots.reshape(-1)).reshape(*slots.shape, -1)  # [N,8,F]
+    return (weights[..., None] * features).sum(1)
 
 
 

@@ -83,6 +83,31 @@ def test_hash_grid_nerf_shapes_and_errors():
         model(torch.rand(9, 3), torch.rand(8, 3))
 
 
+def test_dense_level_matches_an_explicit_trilinear_gather():
+    from minidiff3d.fields import interpolate_level
+
+    g = torch.Generator().manual_seed(0)
+    resolution, stride = 5, 6
+    table = torch.randn(stride**3, 2, generator=g, requires_grad=True)
+    points = torch.cat([torch.rand(50, 3, generator=g), torch.tensor([[0.0, 0, 0], [1.0, 1, 1], [1.0, 0, 0.5]])])
+    scaled = points * resolution
+    base = scaled.floor().clamp(max=resolution - 1)
+    frac = scaled - base
+    expected = torch.zeros(len(points), 2)
+    for a in (0, 1):
+        for b in (0, 1):
+            for c in (0, 1):
+                i, j, k = (base + torch.tensor([a, b, c])).long().unbind(-1)
+                weight = ((frac[:, 0] if a else 1 - frac[:, 0]) * (frac[:, 1] if b else 1 - frac[:, 1])
+                          * (frac[:, 2] if c else 1 - frac[:, 2]))
+                expected = expected + weight[:, None] * table[i + stride * j + stride**2 * k]
+    got = interpolate_level(points, table, resolution, dense=True)
+    assert torch.allclose(got, expected, atol=1e-5)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), table)
+    (got_grad,) = torch.autograd.grad(got.sum(), table)
+    assert torch.allclose(got_grad, expected_grad, atol=1e-5)
+
+
 def test_dense_level_gives_every_corner_its_own_slot():
     from minidiff3d.fields import interpolate_level
 
