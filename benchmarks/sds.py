@@ -9,7 +9,7 @@ Rows, on toy SD:
 - the same step against the hash grid's previous lookup: every level gathering its 8 corners by
   advanced indexing (the package reads dense levels with ``grid_sample`` and hashed ones with ``index_select``).
 
-    .venv/bin/python benchmarks/sds.py [--repeats 10]
+    .venv/bin/python benchmarks/sds.py [--repeats 10] [--steps-in 20]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def gather_level(unit_points, table, resolution, dense=False):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--steps-in", type=int, default=20, help="DreamFusion steps taken before timing one")
     args = parser.parse_args()
     pipe = load("toy-sd", device="cpu")
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; toy SD\n")
@@ -75,12 +76,12 @@ def main() -> None:
     print(f"| guidance, 64x64 | baseline: backprop through the U-Net | {seconds(through_unet, args.repeats):.3f} |",
           flush=True)
 
-    def step_seconds() -> float:  # every variant from the same state: a fresh run, 20 steps in (the blob has started to change)
+    def step_seconds() -> float:  # every variant from the same state: a fresh run, --steps-in steps in
         run = DreamFusion(pipe, "a yellow duck", DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0}))
-        run.fit(20, show_progress=False)
+        run.fit(args.steps_in, show_progress=False)
         return seconds(run.step, args.repeats)
 
-    variant = "| DreamFusion, 32x32 textureless |"
+    variant = f"| DreamFusion, 32x32 textureless, step {args.steps_in} |"
     print(f"{variant} normals where the composite weighs > 1e-4 | {step_seconds():.3f} |", flush=True)
     with mock.patch.object(renderer_module, "WEIGHT_EPS", -1.0):  # every sample "weighs": normals everywhere
         print(f"{variant} baseline: normals at every sample | {step_seconds():.3f} |", flush=True)
