@@ -112,6 +112,8 @@ def interpolate_level(unit_points: torch.Tensor, table: torch.Tensor, resolution
         # Slot i + s j + s^2 k is voxel (k, j, i) of an [s,s,s] volume: torch's trilinear grid_sample
         # reads it with the same weights as gathering the 8 corners (below), about 3x faster on a CPU.
         stride = resolution + 1
+        if table.shape[0] != stride**3:
+            raise ValueError(f"table: expected (resolution + 1)^3 = {stride**3} rows for a dense level, got {table.shape[0]}")
         volume = table.t().reshape(1, table.shape[1], stride, stride, stride)
         grid = (unit_points * 2 - 1).reshape(1, -1, 1, 1, 3)  # (x, y, z) in [-1, 1] index (i, j, k)
         return F.grid_sample(volume, grid, align_corners=True).reshape(table.shape[1], -1).t()

@@ -106,6 +106,8 @@ def test_dense_level_matches_an_explicit_trilinear_gather():
     (expected_grad,) = torch.autograd.grad(expected.sum(), table)
     (got_grad,) = torch.autograd.grad(got.sum(), table)
     assert torch.allclose(got_grad, expected_grad, atol=1e-5)
+    with pytest.raises(ValueError, match=r"table: expected \(resolution \+ 1\)\^3 = 216 rows for a dense level, got 215"):
+        interpolate_level(points, table[:-1], resolution, dense=True)
 
 
 def test_dense_level_gives_every_corner_its_own_slot():
