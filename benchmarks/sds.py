@@ -7,7 +7,8 @@ Rows, on toy SD:
 - a DreamFusion step with textureless shading, normals only where the composite weighs (the package's
   renderer), against its baseline, normals at every sample;
 - the same step against the hash grid's previous lookup: every level gathering its 8 corners by
-  advanced indexing (the package reads dense levels with ``grid_sample`` and hashed ones with ``index_select``).
+  advanced indexing (the package reads dense levels with ``grid_sample`` and hashed ones with ``index_select``);
+- the same step on the previous default grid, whose finest level had 64 cells (now 32, the render's resolution).
 
     .venv/bin/python benchmarks/sds.py [--repeats 10] [--steps-in 20]
 """
@@ -76,8 +77,9 @@ def main() -> None:
     print(f"| guidance, 64x64 | baseline: backprop through the U-Net | {seconds(through_unet, args.repeats):.3f} |",
           flush=True)
 
-    def step_seconds() -> float:  # every variant from the same state: a fresh run, --steps-in steps in
-        run = DreamFusion(pipe, "a yellow duck", DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0}))
+    def step_seconds(**config) -> float:  # every variant from the same state: a fresh run, --steps-in steps in
+        run = DreamFusion(pipe, "a yellow duck", DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0},
+                                                                   **config))
         run.fit(args.steps_in, show_progress=False)
         return seconds(run.step, args.repeats)
 
@@ -87,6 +89,8 @@ def main() -> None:
         print(f"{variant} baseline: normals at every sample | {step_seconds():.3f} |", flush=True)
     with mock.patch.object(fields, "interpolate_level", gather_level):
         print(f"{variant} baseline: hash-grid levels gathered by advanced indexing | {step_seconds():.3f} |", flush=True)
+    print(f"{variant} baseline: the previous default grid, finest level 64 cells | {step_seconds(grid_finest=64):.3f} |",
+          flush=True)
 
 
 if __name__ == "__main__":

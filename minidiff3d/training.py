@@ -23,6 +23,11 @@ from .runtime import progress
 from .validation import check_choice, check_positive, check_positive_int
 
 
+def cosine_decay(start: float, end: float, progress: float) -> float:
+    """A learning rate from ``start`` at ``progress`` 0 to ``end`` at 1, along half a cosine (slow at both ends)."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 @dataclass
 class TrainingResult:
     """The trained model (with EMA weights when EMA was used) and ``history`` of ``step``, ``loss``, ``seconds``, ``lr``."""
@@ -97,7 +102,7 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
     running, count = 0.0, 0
     for step in range(start_step + 1, steps + 1):
         loss = loss_fn(model, next(batches))
-        step_lr = lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps)) if lr_schedule == "cosine" else lr
+        step_lr = cosine_decay(lr, 0.0, (step - 1) / steps) if lr_schedule == "cosine" else lr
         for group in optimiser.param_groups:
             group["lr"] = step_lr
         optimiser.zero_grad(set_to_none=True)

@@ -116,6 +116,20 @@ def test_dreamfusion_lights_every_render_by_default(tiny_pipe):
     assert "albedo" not in shadings and {"lambertian", "textureless"} <= set(shadings)
 
 
+def test_dreamfusion_decays_the_learning_rate_along_a_cosine(tiny_pipe):
+    def rates(**kw):
+        run = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(steps=5, render_size=16, n_samples=16, lr=1e-2, **kw))
+        seen = []
+        run.fit(callback=lambda r, info: seen.append(r.optimizer.param_groups[0]["lr"]), show_progress=False)
+        return seen
+
+    # 1e-3 + 4.5e-3 (1 + cos(pi k / 4)) by hand, for k = 0..4
+    assert rates(lr_end=1e-3) == pytest.approx([1e-2, 8.682e-3, 5.5e-3, 2.318e-3, 1e-3], rel=1e-4)
+    assert rates(lr_end=None) == [1e-2] * 5
+    with pytest.raises(ValueError, match="config.lr_end"):
+        DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(lr_end=0.0))
+
+
 def test_dreamfusion_rejects_a_bad_config(tiny_pipe):
     with pytest.raises(ValueError, match="shading_probs"):
         DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(shading_probs={"albedo": 0.5}))

@@ -33,7 +33,8 @@ from ..runtime import progress
 from ..scene import DensityField, LearnedBackground, VolumeRenderer, WhiteBackground, random_light_dirs
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, grid_points
 from ..toyworld.render import AMBIENT as TOY_AMBIENT, LIGHT_DIR as TOY_LIGHT_DIR
-from ..validation import check_choice, check_positive_int
+from ..training import cosine_decay
+from ..validation import check_choice, check_positive, check_positive_int
 
 
 def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
@@ -54,6 +55,11 @@ class DreamFusionConfig:
     n_samples: int = 48
     batch_size: int = 1
     lr: float = 1e-2
+    # Cosine decay of the learning rate to lr_end over `steps` (None: constant). SDS's gradient is
+    # mostly noise, and at a constant rate Adam keeps walking the field with it: grain, and colours that
+    # drift (chapter 04's brown house read as red on most runs at a constant rate). Runs of ~100 steps
+    # are better off constant: they have no late phase to settle, and the decay only stunts them.
+    lr_end: float | None = 1e-3
     # DreamFusion's 100 suits a large prior; toy SD's conditional is already sharp, and at 100 its
     # colours saturate and shapes collapse (chapter 04's 2-D playground measures it).
     guidance_scale: float = 15.0
@@ -76,7 +82,7 @@ class DreamFusionConfig:
     blob_density: float = 5.0  # weak enough that SDS can carve a cone's flat base out of the ball
     blob_radius: float = 0.5
     grid_levels: int = 8  # hash-grid levels, from 16 cells to grid_finest
-    grid_finest: int = 64  # finer cells than a 32x32 render resolves only add grain to the normals
+    grid_finest: int = 32  # cells finer than the 32x32 render resolves only add grain to the albedo and normals
     lambda_orient: float = 1e-2
     lambda_sparsity: float = 0.1
     # The entropy of each ray's opacity (threestudio's lambda_opaque) clears haze, the half-transparent
@@ -95,6 +101,8 @@ class DreamFusion:
         self.config = config = config or DreamFusionConfig()
         check_choice("config.background", config.background, ("white", "learned"))
         check_choice("config.light", config.light, ("world", "camera"))
+        if config.lr_end is not None:
+            check_positive("config.lr_end", config.lr_end)
         unknown = set(config.shading_probs) - {"albedo", "lambertian", "textureless"}
         if unknown or not config.shading_probs or abs(sum(config.shading_probs.values()) - 1) > 1e-6:
             raise ValueError(f"config.shading_probs: expected probabilities over albedo/lambertian/textureless summing "
@@ -139,12 +147,16 @@ class DreamFusion:
     def step(self) -> dict:
         """One SDS update from a random batch of cameras."""
         config = self.config
+        done = min(self.step_count / max(config.steps - 1, 1), 1.0)  # of config.steps: anneals t and the rate
+        if config.lr_end is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_decay(config.lr, config.lr_end, done)
         c2w, elevation, azimuth = self.sample_cameras(config.batch_size)
         shading = self._shading()
         lights = random_light_dirs(self.light_centers(c2w), generator=self.generator) if shading != "albedo" else None
         out = self.renderer(c2w, config.render_size, self.focal(config.render_size), shading, lights)
         sds = self.guidance(out["rgb"].clamp(0, 1), self.prompt(elevation, azimuth),
-                            progress=min(self.step_count / max(config.steps - 1, 1), 1.0), generator=self.generator)
+                            progress=done, generator=self.generator)
         loss = (sds.loss + config.lambda_sparsity * out["opacity"].sum()
                 + config.lambda_opaque * opacity_entropy(out["opacity"]).sum())
         if "orientation" in out:
