@@ -48,11 +48,11 @@ def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class DreamFusionConfig:
-    """Every knob of a run. Defaults are sized for toy SD on a 2-core CPU (a few minutes a prompt)."""
+    """Every knob of a run. Defaults are sized for toy SD on a 2-core CPU (about a minute a prompt)."""
 
-    steps: int = 800
+    steps: int = 600
     render_size: int = 32  # renders are upsampled to the prior's resolution (64 for toy SD) by the guidance
-    n_samples: int = 48
+    n_samples: int = 32  # per ray: about one per finest grid cell (31 across the unit sphere's diameter)
     batch_size: int = 1
     lr: float = 1e-2
     # Cosine decay of the learning rate to lr_end over `steps` (None: constant). SDS's gradient is
