@@ -29,6 +29,7 @@ from ..cameras import focal_from_fov, orbit_camera
 from ..fields import HashGridEncoding
 from ..guidance import PromptProcessor, ScoreDistillation
 from ..mesh import extract_mesh
+from ..metrics import r_precision
 from ..runtime import progress
 from ..scene import DensityField, LearnedBackground, VolumeRenderer, WhiteBackground, random_light_dirs
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, grid_points
@@ -219,3 +220,17 @@ class DreamFusion:
         if path is not None:
             mesh.export(path)
         return mesh
+
+
+def orbit_r_precision(run: DreamFusion, prompt: str, candidates: list[str], clip=None, n_views: int = 8,
+                      elevation: float = 15.0) -> float:
+    """Chapter 04's score: R-precision of ``n_views`` renders evenly spaced in azimuth at ``elevation``.
+
+    Lit as the toy world lights its objects (lambertian, the fixed light from above), since that is
+    what toy CLIP was trained on; unlit albedo looks flat to it, and DreamFusion's albedo is brighter
+    than the colour seen under light, because the light darkens it during training.
+    """
+    n_views = check_positive_int("n_views", n_views)
+    views = run.render(torch.full((n_views,), float(elevation)), torch.arange(n_views) * 360.0 / n_views, size=64,
+                       shading="lambertian")["rgb"]
+    return r_precision(views, [prompt] * n_views, candidates, clip)
