@@ -25,7 +25,6 @@ import torch
 from minidiff3d.pipelines import DreamFusion, DreamFusionConfig, orbit_r_precision
 from minidiff3d.priors import load, object_captions
 from minidiff3d.toyworld import make_object, render as toy_render
-from minidiff3d.training import cosine_decay
 
 
 def fit_to_renders(run: DreamFusion, n_views: int = 96) -> list[float]:
@@ -44,9 +43,7 @@ def fit_to_renders(run: DreamFusion, n_views: int = 96) -> list[float]:
     light = torch.nn.functional.normalize(run.light_centers(c2w[:1]), dim=-1)
     losses = []
     for step in range(config.steps):
-        if config.lr_end is not None:
-            for group in run.optimizer.param_groups:
-                group["lr"] = cosine_decay(config.lr, config.lr_end, step / max(config.steps - 1, 1))
+        run.schedule_learning_rate(step / max(config.steps - 1, 1))
         i = torch.randint(n_views, (1,), generator=run.generator).item()
         rendered = run.renderer(c2w[i:i + 1], size, run.focal(size), "lambertian", light)["rgb"]
         loss = (rendered - targets[i:i + 1]).pow(2).mean()

@@ -149,13 +149,17 @@ class DreamFusion:
         modes, probs = zip(*self.config.shading_probs.items())
         return modes[torch.multinomial(torch.tensor(probs), 1, generator=self.generator).item()]
 
+    def schedule_learning_rate(self, done: float) -> None:
+        """Set the rate for ``done`` in [0,1] of ``config.steps``: a cosine from ``lr`` to ``lr_end`` (constant if None)."""
+        if self.config.lr_end is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_decay(self.config.lr, self.config.lr_end, done)
+
     def step(self) -> dict:
         """One SDS update from a random batch of cameras."""
         config = self.config
         done = min(self.step_count / max(config.steps - 1, 1), 1.0)  # of config.steps: anneals t and the rate
-        if config.lr_end is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cosine_decay(config.lr, config.lr_end, done)
+        self.schedule_learning_rate(done)
         c2w, elevation, azimuth = self.sample_cameras(config.batch_size)
         shading = self._shading()
         lights = random_light_dirs(self.light_centers(c2w), generator=self.generator) if shading != "albedo" else None
