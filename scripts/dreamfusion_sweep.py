@@ -43,7 +43,7 @@ def fit_to_renders(run: DreamFusion, n_views: int = 96) -> list[float]:
     light = torch.nn.functional.normalize(run.light_centers(c2w[:1]), dim=-1)
     losses = []
     for step in range(config.steps):
-        run.schedule_learning_rate(step / max(config.steps - 1, 1))
+        run.schedule_learning_rate(run.fraction_done(step))
         i = torch.randint(n_views, (1,), generator=run.generator).item()
         rendered = run.renderer(c2w[i:i + 1], size, run.focal(size), "lambertian", light)["rgb"]
         loss = (rendered - targets[i:i + 1]).pow(2).mean()

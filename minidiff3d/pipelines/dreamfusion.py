@@ -149,6 +149,10 @@ class DreamFusion:
         modes, probs = zip(*self.config.shading_probs.items())
         return modes[torch.multinomial(torch.tensor(probs), 1, generator=self.generator).item()]
 
+    def fraction_done(self, step: int) -> float:
+        """How far ``step`` is through ``config.steps``, in [0,1]: what t and the learning rate anneal by."""
+        return min(step / max(self.config.steps - 1, 1), 1.0)
+
     def schedule_learning_rate(self, done: float) -> None:
         """Set the rate for ``done`` in [0,1] of ``config.steps``: a cosine from ``lr`` to ``lr_end`` (constant if None)."""
         if self.config.lr_end is not None:
@@ -158,7 +162,7 @@ class DreamFusion:
     def step(self) -> dict:
         """One SDS update from a random batch of cameras."""
         config = self.config
-        done = min(self.step_count / max(config.steps - 1, 1), 1.0)  # of config.steps: anneals t and the rate
+        done = self.fraction_done(self.step_count)
         self.schedule_learning_rate(done)
         c2w, elevation, azimuth = self.sample_cameras(config.batch_size)
         shading = self._shading()
