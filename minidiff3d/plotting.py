@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -106,8 +108,6 @@ def plot_rays(origins, directions, length: float = 3.0, fig: go.Figure | None = 
 
 def to_png(image) -> bytes:
     """PNG bytes of ``image [H,W,3]`` in [0,1], e.g. for an ``ipywidgets.Image``."""
-    import io
-
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -181,3 +181,150 @@ def save_gif(frames, path, fps: int = 12, scale: int = 1):
     images = [Image.fromarray(frame) for frame in array]
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return Path(path)
+
+
+# Static pictures. A stored notebook is often read without a kernel or JavaScript (GitHub,
+# nbviewer): plotly's JSON and live widgets then show nothing, so every such output carries a
+# PNG beside it. The PNG is drawn by matplotlib from the same figure rather than by plotly's
+# kaleido, which needs a Chrome install that neither CI nor a laptop is guaranteed to have.
+
+def _mpl_colour(colour, default: str = "lightgray"):
+    """A plotly colour ('red', '#ff0000', 'rgb(255,0,0)') as something matplotlib takes."""
+    if colour is None:
+        return default
+    if isinstance(colour, str) and colour.startswith("rgb"):
+        values = [float(v) for v in colour[colour.index("(") + 1:-1].split(",")]
+        return tuple(v / 255 for v in values[:3])
+    return colour
+
+
+def _draw_trace(ax, trace, light: np.ndarray) -> None:
+    x, y, z = (np.asarray(getattr(trace, k), dtype=float) for k in "xyz")
+    if trace.type == "scatter3d":
+        mode = trace.mode or "markers"
+        if "lines" in mode:
+            ax.plot(x, y, z, color=_mpl_colour(trace.line.color, "C0"), linewidth=(trace.line.width or 2) / 2)
+        if "markers" in mode:
+            colour = trace.marker.color
+            numeric = colour is not None and not isinstance(colour, str) and np.issubdtype(np.asarray(colour).dtype, np.number)
+            ax.scatter(x, y, z, s=(trace.marker.size or 3) ** 2 / 2, depthshade=False, linewidths=0,
+                       c=np.asarray(colour) if numeric else None, cmap="viridis" if numeric else None,
+                       color=None if numeric else _mpl_colour(colour, "C0"))
+    elif trace.type == "mesh3d":
+        from matplotlib.colors import to_rgb
+        from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+        vertices, faces = np.stack([x, y, z], 1), np.stack([trace.i, trace.j, trace.k], 1).astype(int)
+        triangles = vertices[faces]
+        if trace.vertexcolor is not None:
+            rgb = np.array([to_rgb(_mpl_colour(c)) for c in trace.vertexcolor])[faces].mean(1)
+        else:
+            rgb = np.tile(to_rgb(_mpl_colour(trace.color)), (len(faces), 1))
+        normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+        shade = 0.5 + 0.5 * np.abs(normals @ light)  # two-sided: winding differs between meshes
+        ax.add_collection3d(Poly3DCollection(triangles, facecolors=np.clip(rgb * shade[:, None], 0, 1),
+                                             alpha=trace.opacity if trace.opacity is not None else 1.0, linewidths=0))
+
+
+def static_picture(fig: go.Figure, dpi: int = 80) -> bytes:
+    """PNG bytes of a plotly 3-D figure (``Scatter3d`` and ``Mesh3d`` traces, one or many scenes), drawn by matplotlib.
+
+    Each scene keeps its place on the page, its axis ranges and its camera's direction.
+    """
+    from matplotlib.figure import Figure  # not pyplot: no backend to switch, no figure left open in a notebook
+    import mpl_toolkits.mplot3d  # noqa: F401  (registers the 3-D projection)
+
+    layout = fig.layout
+    width, height = layout.width or 700, layout.height or 450
+    figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    margin = layout.margin
+    left, right, top, bottom = (v if v is not None else 80 for v in (margin.l, margin.r, margin.t, margin.b))
+
+    def to_figure(x: float, y: float) -> tuple[float, float]:  # plotly's paper coordinates sit inside the margins
+        return (left + x * (width - left - right)) / width, (bottom + y * (height - top - bottom)) / height
+    scene_names = sorted({t.scene or "scene" for t in fig.data} | {k for k in layout.to_plotly_json() if k.startswith("scene")},
+                         key=lambda name: int(name[5:] or 1))
+    for name in scene_names:
+        scene = layout[name]
+        dx, dy = scene.domain.x or (0, 1), scene.domain.y or (0, 1)
+        (x0, y0), (x1, y1) = to_figure(dx[0], dy[0]), to_figure(dx[1], dy[1])
+        ax = figure.add_axes((x0, y0, x1 - x0, y1 - y0), projection="3d")
+        eye = scene.camera.eye
+        eye = np.array([eye.x, eye.y, eye.z]) if eye.x is not None else np.array([1.25, 1.25, 1.25])
+        ax.view_init(elev=np.degrees(np.arctan2(eye[2], np.hypot(eye[0], eye[1]))), azim=np.degrees(np.arctan2(eye[1], eye[0])))
+        light = eye / np.linalg.norm(eye)
+        for trace in fig.data:
+            if (trace.scene or "scene") == name:
+                _draw_trace(ax, trace, light)
+        for axis in "xyz":
+            limits = scene[f"{axis}axis"].range
+            if limits is not None:
+                getattr(ax, f"set_{axis}lim")(limits)
+        ax.set_box_aspect((1, 1, 1))
+        if scene.xaxis.visible is False:
+            ax.set_axis_off()
+        else:
+            ax.tick_params(labelsize=6)
+    for note in layout.annotations:  # make_subplots' titles
+        figure.text(*to_figure(note.x, note.y), note.text, ha="center", va="bottom", fontsize=8)
+    if layout.title.text:
+        figure.suptitle(layout.title.text, fontsize=10)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _png(picture) -> bytes:
+    """PNG bytes of PNG bytes, a plotly or matplotlib figure, or a list of them side by side."""
+    from plotly.basedatatypes import BaseFigure
+
+    if isinstance(picture, (bytes, memoryview)):  # an ipywidgets.Image's value is a memoryview
+        return bytes(picture)
+    if isinstance(picture, BaseFigure):
+        return static_picture(picture)
+    if isinstance(picture, (list, tuple)):
+        from PIL import Image
+
+        parts = [Image.open(io.BytesIO(_png(p))).convert("RGB") for p in picture]
+        height = max(p.height for p in parts)  # small renders are enlarged, pixels kept sharp
+        parts = [p.resize((round(p.width * height / p.height), height), Image.NEAREST) for p in parts]
+        row = Image.new("RGB", (sum(p.width for p in parts), height), "white")
+        for x, part in zip(np.cumsum([0] + [p.width for p in parts[:-1]]), parts):
+            row.paste(part, (int(x), 0))
+        buffer = io.BytesIO()
+        row.save(buffer, format="PNG")
+        return buffer.getvalue()
+    if hasattr(picture, "savefig"):  # a matplotlib figure
+        import matplotlib.pyplot as plt
+
+        buffer = io.BytesIO()
+        picture.savefig(buffer, format="png", bbox_inches="tight")
+        plt.close(picture)
+        return buffer.getvalue()
+    raise TypeError(f"picture: expected PNG bytes, a plotly or matplotlib figure, or a list of them, got {type(picture).__name__}")
+
+
+def _display_with_picture(bundle: dict, picture) -> None:
+    import base64
+
+    from IPython.display import display
+
+    display({**bundle, "image/png": base64.b64encode(_png(picture)).decode()}, raw=True)
+
+
+def show(fig: go.Figure) -> None:
+    """Display a plotly figure in a notebook with its static picture in the same output.
+
+    Live front ends draw the interactive figure; a static viewer falls back to the PNG.
+    """
+    _display_with_picture({"text/plain": f"<3-D figure: {len(fig.data)} traces>", **fig._repr_mimebundle_()}, fig)
+
+
+def show_widget(widget, picture) -> None:
+    """Display an ipywidgets control with a static picture of its initial state in the same output.
+
+    ``picture``: PNG bytes, a plotly or matplotlib figure, or a list of them drawn side by side. JupyterLab draws the live
+    widget; a viewer without a kernel shows the picture.
+    """
+    _display_with_picture(widget._repr_mimebundle_(), picture)

@@ -5,6 +5,7 @@ These exist once; every notebook, script and module of the course uses them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -13,7 +14,7 @@ import random
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 
 def get_device() -> torch.device:
@@ -44,10 +45,41 @@ def quick_mode() -> bool:
     return _env_flag("MINIDIFF3D_QUICK")
 
 
+class _DisplayBar(tqdm):
+    """A text bar in one notebook output that is rewritten in place.
+
+    tqdm's widget bar keeps the text of its first frame ("0%| 0/600") as the output's fallback,
+    so a stored notebook read without a kernel shows every loop frozen at zero. Updating one
+    display output by its id stores the last frame instead: the final count and time.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, file=io.StringIO(), **kwargs)  # tqdm's own writes go nowhere
+
+    def display(self, msg=None, pos=None):
+        from IPython.display import display
+
+        bundle = {"text/plain": str(self) if msg is None else msg}
+        if not hasattr(self, "_handle"):
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+        return True
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def progress(iterable=None, **kwargs):
-    """A ``tqdm.auto`` bar, silent in quick mode and on CI, where bars only clutter logs."""
+    """A tqdm bar (in a notebook, one output updated in place), silent in quick mode and on CI."""
     disable = kwargs.pop("disable", False) or quick_mode() or _env_flag("CI")
-    return tqdm(iterable, disable=disable, **kwargs)
+    return (_DisplayBar if _in_kernel() else tqdm)(iterable, disable=disable, **kwargs)
 
 
 def assert_bar(name: str, value: float, bar: float, higher_is_better: bool = True, digits: int = 3) -> None:

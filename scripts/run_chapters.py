@@ -34,7 +34,7 @@ def run(path: Path, quick: bool, plotly_renderer: str, timeout: int) -> tuple[nb
     os.environ.update(env)  # the kernel inherits the environment of this process
     error, start = "", time.perf_counter()
     try:
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=False, resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=True, resources={"metadata": {"path": str(path.parent)}}).execute()
     except CellExecutionError as exc:
         error = str(exc).strip().splitlines()[-1]
     finally:
