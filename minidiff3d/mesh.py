@@ -37,8 +37,8 @@ def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "be
 
     ``fill_interior`` counts as inside every region that the outside cannot reach: a NeRF
     only needs a dense shell to look right, and its interior is often a patchwork of low
-    density that would otherwise become hundreds of inner surfaces. Open cavities (a mug's
-    inside) stay open, because the outside reaches them. A young NeRF's shell has pinholes,
+    density that would otherwise become hundreds of inner surfaces. Through-holes (a mug's handle)
+    stay open, because the outside reaches them. A young NeRF's shell has pinholes,
     so gaps up to about ``2 * seal_gaps`` voxels wide are sealed (a morphological closing)
     before the outside is flood-filled; the surface itself is still cut from the raw values.
     """

@@ -176,7 +176,9 @@ def evaluate_meshes(meshes, refs: torch.Tensor, metrics=("CD",), normalize: bool
 
     ``watertight`` is the fraction of all meshes that are closed manifolds (``None`` counts as
     not); ``pieces`` is the mean number of connected components of those with a surface, which
-    exposes floaters that watertightness alone hides. Each mesh with a surface is sampled with N points by area, and those clouds are
+    exposes floaters that watertightness alone hides; ``one_piece`` is the fraction of all meshes
+    that are both watertight and one piece (padded marching cubes closes every surface, so even
+    random grids are watertight; they are rarely one piece). Each mesh with a surface is sampled with N points by area, and those clouds are
     scored by ``evaluate_point_clouds``; ``surface`` is the fraction that had one.
     """
     meshes = list(meshes)
@@ -186,11 +188,31 @@ def evaluate_meshes(meshes, refs: torch.Tensor, metrics=("CD",), normalize: bool
     usable = [m for m in meshes if m is not None and len(m.faces) > 0]
     scores = {"watertight": sum(m.is_watertight for m in usable) / len(meshes), "surface": len(usable) / len(meshes)}
     if usable:
-        scores["pieces"] = sum(len(m.split(only_watertight=False)) for m in usable) / len(usable)
+        pieces = [len(m.split(only_watertight=False)) for m in usable]
+        scores["pieces"] = sum(pieces) / len(usable)
+        scores["one_piece"] = sum(m.is_watertight and n == 1 for m, n in zip(usable, pieces)) / len(meshes)
         clouds = torch.stack([torch.as_tensor(trimesh.sample.sample_surface(m, refs.shape[1], seed=seed + i)[0], dtype=refs.dtype)
                               for i, m in enumerate(usable)])
         scores.update(evaluate_point_clouds(clouds, refs, metrics, normalize))
     return scores
+
+
+def nearest_class_accuracy(samples: torch.Tensor, sample_labels: torch.Tensor, refs: torch.Tensor, ref_labels: torch.Tensor,
+                           normalize: bool = True) -> float:
+    """The fraction of ``samples [S,N,3]`` whose nearest reference in ``refs [R,M,3]`` (Chamfer) has the sample's label.
+
+    A distance to the sample's own class alone cannot tell a class-conditional model from one that
+    ignores its label and draws good shapes of any class; this can: such a model scores about
+    1 / the number of classes. Labels are ``[S]`` and ``[R]`` integers.
+    """
+    samples, refs = _check_clouds("samples", samples), _check_clouds("refs", refs)
+    for name, labels, clouds in (("sample_labels", sample_labels, samples), ("ref_labels", ref_labels, refs)):
+        if labels.shape != (len(clouds),):
+            raise ValueError(f"{name}: expected shape [{len(clouds)}], one label per cloud, got {list(labels.shape)}")
+    if normalize:
+        samples, refs = normalize_bounding_box(samples), normalize_bounding_box(refs)
+    nearest = pairwise_distances(samples, refs).argmin(1)
+    return (ref_labels[nearest] == sample_labels).float().mean().item()
 
 
 def _default_clip(clip):

@@ -90,6 +90,7 @@ def test_evaluate_meshes_counts_failures_and_floaters():
     scores = evaluate_meshes(meshes, refs)
     assert scores["surface"] == pytest.approx(2 / 3) and scores["watertight"] == pytest.approx(2 / 3)
     assert scores["pieces"] == pytest.approx(1.5)
+    assert scores["one_piece"] == pytest.approx(1 / 3)  # watertight, but the speck is a second piece; failures count
     alone = evaluate_meshes(meshes[:1], refs)
     assert alone["COV-CD"] == pytest.approx(1 / 3)
     cube = meshes_from_sdf_grids((grid_points(24).abs().amax(-1) - 0.4)[None, None])

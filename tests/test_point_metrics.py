@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minidiff3d.metrics import (chamfer_distance, earth_movers_distance, evaluate_point_clouds, normalize_bounding_box,
-                                one_nn_accuracy, pairwise_distances)
+                                nearest_class_accuracy, one_nn_accuracy, pairwise_distances)
 
 
 def brute_chamfer(a, b):
@@ -115,3 +115,18 @@ def test_mmd_against_hand_computed_nearest_sample():
 def test_bad_input_is_named(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_nearest_class_accuracy_by_hand():
+    g = torch.Generator().manual_seed(0)
+    sphere = torch.nn.functional.normalize(torch.randn(1, 256, 3, generator=g), dim=-1)
+    line = torch.zeros(1, 256, 3)
+    line[..., 0] = torch.linspace(-1, 1, 256)
+    slab = torch.rand(1, 256, 3, generator=g) * torch.tensor([2.0, 2.0, 0.05]) - torch.tensor([1.0, 1.0, 0.025])
+    refs, ref_labels = torch.cat([sphere, line, slab]), torch.tensor([0, 1, 2])
+    samples = refs + 0.01 * torch.randn(refs.shape, generator=g)
+    assert nearest_class_accuracy(samples, ref_labels, refs, ref_labels) == 1.0
+    assert nearest_class_accuracy(samples, (ref_labels + 1) % 3, refs, ref_labels) == 0.0  # a model that ignores its label
+    assert nearest_class_accuracy(samples[[0, 0, 2]], ref_labels, refs, ref_labels) == pytest.approx(2 / 3)  # a sphere asked for a line
+    with pytest.raises(ValueError, match=r"sample_labels: expected shape \[3\], one label per cloud, got \[2\]"):
+        nearest_class_accuracy(samples, ref_labels[:2], refs, ref_labels)

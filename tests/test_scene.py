@@ -97,6 +97,26 @@ def test_dreamfusion_runs_renders_and_exports_a_mesh(tiny_pipe, tmp_path):
     assert len(loaded.faces) == len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[1] == 4
 
 
+def test_exported_mesh_drops_haze_specks_and_keeps_the_parts(tiny_pipe, monkeypatch):
+    run = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(steps=1, render_size=16, n_samples=16))
+
+    def balls(*centres_radii):
+        def density(points):
+            inside = torch.zeros(len(points), dtype=torch.bool)
+            for centre, radius in centres_radii:
+                inside |= (points - torch.tensor(centre)).norm(dim=-1) < radius
+            return 10.0 * inside.float()
+        return density
+
+    pieces = lambda **kw: len(run.export_mesh(resolution=40, **kw).split(only_watertight=False))
+    monkeypatch.setattr(run.geometry, "density", balls(((0.0, 0.0, 0.0), 0.5), ((0.75, 0.75, 0.0), 0.1)))
+    assert pieces() == 1 and pieces(min_piece=0.0) == 2  # the speck has about 4 % of the body's faces
+    monkeypatch.setattr(run.geometry, "density", balls(((0.0, 0.0, -0.3), 0.45), ((0.0, 0.0, 0.55), 0.25)))
+    assert pieces() == 2  # a head apart from its body is a part, and stays
+    with pytest.raises(ValueError, match="min_piece"):
+        run.export_mesh(min_piece=1.5)
+
+
 def test_opacity_entropy_is_bernoullis_and_pushes_haze_to_either_side():
     opacity = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.8, 1.0], requires_grad=True)
     expected = torch.distributions.Bernoulli(probs=opacity.detach().clamp(1e-5, 1 - 1e-5)).entropy()

@@ -35,7 +35,7 @@ from ..scene import DensityField, LearnedBackground, VolumeRenderer, WhiteBackgr
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, grid_points
 from ..toyworld.render import AMBIENT as TOY_AMBIENT, LIGHT_DIR as TOY_LIGHT_DIR
 from ..training import cosine_decay
-from ..validation import check_choice, check_positive, check_positive_int
+from ..validation import check_choice, check_fraction, check_positive, check_positive_int
 
 
 def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
@@ -216,12 +216,20 @@ class DreamFusion:
                            shading)["rgb"]
 
     @torch.no_grad()
-    def export_mesh(self, path=None, resolution: int = 64, threshold: float = 5.0) -> trimesh.Trimesh:
-        """Marching cubes on the density at ``threshold``, vertex colours from the albedo; optionally written to ``path`` (.glb, .obj, ...)."""
+    def export_mesh(self, path=None, resolution: int = 64, threshold: float = 5.0, min_piece: float = 0.05) -> trimesh.Trimesh:
+        """Marching cubes on the density at ``threshold``, vertex colours from the albedo; optionally written to ``path`` (.glb, .obj, ...).
+
+        Pieces with fewer faces than ``min_piece`` times the largest piece's are dropped: they are
+        specks of the haze SDS leaves in empty space, not parts of the object.
+        """
+        min_piece = check_fraction("min_piece", min_piece)
         points = grid_points(resolution).reshape(-1, 3).to(self.device)
         density = torch.cat([self.geometry.density(chunk) for chunk in points.split(65536)]).cpu()
         mesh = extract_mesh(density.reshape(resolution, resolution, resolution), level=threshold, inside="above",
                             fill_interior=True)
+        pieces = mesh.split(only_watertight=False)
+        largest = max(len(piece.faces) for piece in pieces)
+        mesh = trimesh.util.concatenate([piece for piece in pieces if len(piece.faces) >= min_piece * largest])
         vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32).to(self.device)
         albedo = torch.cat([self.geometry(chunk)[1] for chunk in vertices.split(65536)]).cpu().numpy()
         mesh.visual.vertex_colors = np.concatenate([(albedo * 255).round(), np.full((len(albedo), 1), 255)], 1).astype(np.uint8)
