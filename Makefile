@@ -4,9 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
+# Empty: pip's own indexes (CI and the course machine hold the CPU build). A laptop may pass
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu to get the CPU wheel, not a multi-GB CUDA one.
+TORCH_INDEX ?=
 KERNEL ?= minidiff3d
 
-.PHONY: lab test unit notebooks course exercises check-exercises outputs bench clean
+.PHONY: lab test unit notebooks course exercises check-exercises outputs bench wheel-check clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"minidiff3d needs Python 3.11+, found {sys.version.split()[0]}"'
@@ -16,7 +19,7 @@ $(PY):
 # torch goes first, pinned exactly, so that the package's range is already satisfied
 # and pip never pulls a CUDA build.
 $(VENV)/.course: pyproject.toml | $(PY)
-	$(PIP) install $(TORCH)
+	$(PIP) install $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -e ".[course]"
 	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Python (minidiff3d)"
 	touch $@
@@ -61,6 +64,10 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/sds.py
 	$(PY) benchmarks/sampling.py
 	$(PY) benchmarks/sdf_unet.py
+
+# Build the wheel, install it into a fresh venv under build/, and load every shipped prior from it.
+wheel-check: | $(PY)
+	PYTHON=$(PYTHON) PY=$(PY) TORCH="$(TORCH)" TORCH_INDEX="$(TORCH_INDEX)" bash scripts/check_wheel.sh
 
 clean:
 	rm -rf build .pytest_cache

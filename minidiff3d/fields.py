@@ -79,7 +79,8 @@ class HashGridEncoding(nn.Module):
         self.n_levels = check_positive_int("n_levels", n_levels)
         self.n_features = check_positive_int("n_features", n_features)
         self.table_size = 2 ** check_positive_int("log2_table_size", log2_table_size)
-        if finest_resolution < base_resolution:
+        base_resolution = check_positive_int("base_resolution", base_resolution)  # the growth factor takes its log
+        if check_positive_int("finest_resolution", finest_resolution) < base_resolution:
             raise ValueError(f"finest_resolution: expected ≥ base_resolution={base_resolution}, got {finest_resolution}")
         self.growth = math.exp((math.log(finest_resolution) - math.log(base_resolution)) / max(n_levels - 1, 1))
         self.resolutions = [int(math.floor(base_resolution * self.growth**level)) for level in range(n_levels)]

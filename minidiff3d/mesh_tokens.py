@@ -21,11 +21,20 @@ import numpy as np
 import torch
 import trimesh
 
+from .runtime import seeded
 from .validation import check_choice, check_positive_int
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIAL = 3  # coordinate level q is token SPECIAL + q
 TOKENS_PER_FACE = 9
+
+
+def _check_bins(bins) -> int:
+    """Quantisation levels: at least 2, or every corner falls on one level and every face collapses."""
+    bins = check_positive_int("bins", bins)
+    if bins < 2:
+        raise ValueError(f"bins: expected at least 2 quantisation levels, got {bins}")
+    return bins
 
 
 def vocab_size(bins: int) -> int:
@@ -43,7 +52,7 @@ def dequantise(levels: np.ndarray, bins: int) -> np.ndarray:
 
 def encode(mesh: trimesh.Trimesh, bins: int = 32) -> torch.Tensor:
     """The canonical token sequence ``[BOS, 9 tokens per face ..., EOS]`` of ``mesh`` (vertices in [-1,1])."""
-    bins = check_positive_int("bins", bins)
+    bins = _check_bins(bins)
     corners = quantise(mesh.vertices, bins)[np.asarray(mesh.faces)]  # [F,3,3], (x, y, z) per corner
     keys = corners[..., ::-1]  # compare corners by (z, y, x), as PolyGen orders vertices
     faces = []
@@ -73,6 +82,7 @@ def decode(tokens, bins: int = 32) -> Decoded:
     Valid means: the coordinate tokens come in whole faces, there are at least four, none is
     degenerate, and the corners merged by position form a closed (watertight) surface.
     """
+    bins = _check_bins(bins)
     tokens = [int(t) for t in torch.as_tensor(tokens).reshape(-1).tolist()]
     if EOS in tokens:
         tokens = tokens[: tokens.index(EOS)]
@@ -185,9 +195,9 @@ def sample_meshes(model, n: int, bins: int = 32, temperature: float = 1.0, seed:
     ``temperature=0`` decodes greedily. One wrong token in a hundred breaks a mesh, so validity
     rises steeply as the temperature falls, at the price of diversity.
     """
-    torch.manual_seed(seed)
     start = torch.full((n, 1), BOS)
     sampling = dict(do_sample=True, temperature=temperature, top_k=0) if temperature > 0 else dict(do_sample=False)
-    out = model.generate(start, attention_mask=torch.ones_like(start), max_length=model.config.n_positions,
-                         pad_token_id=PAD, eos_token_id=EOS, **sampling)
+    with seeded(seed):  # generate draws from the global RNG and takes no generator
+        out = model.generate(start, attention_mask=torch.ones_like(start), max_length=model.config.n_positions,
+                             pad_token_id=PAD, eos_token_id=EOS, **sampling)
     return [decode(sequence, bins) for sequence in out]

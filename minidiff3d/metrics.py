@@ -131,8 +131,18 @@ def one_nn_accuracy(d_xx: torch.Tensor, d_xy: torch.Tensor, d_yy: torch.Tensor) 
 
     Each cloud of the union is labelled by its nearest other cloud; the accuracy is the fraction
     labelled with its own set. 0.5 means the two sets cannot be told apart; 1 means fully separated.
+    Both sets need at least one cloud, and distances are finite and non-negative.
     """
+    sizes: dict[str, int] = {}
+    d_xy = check_tensor("d_xy", d_xy, shape=["X", "Y"], sizes=sizes, floating=True)
+    d_xx = check_tensor("d_xx", d_xx, shape=["X", "X"], sizes=sizes, floating=True)
+    d_yy = check_tensor("d_yy", d_yy, shape=["Y", "Y"], sizes=sizes, floating=True)
     n_x, n_y = d_xy.shape
+    if not n_x or not n_y:
+        raise ValueError(f"d_xy: expected at least one cloud in each set, got shape {[n_x, n_y]}")
+    for name, d in (("d_xx", d_xx), ("d_xy", d_xy), ("d_yy", d_yy)):
+        if (d < 0).any():
+            raise ValueError(f"{name}: expected non-negative distances, got a minimum of {d.min().item():.4g}")
     top = torch.cat([d_xx, d_xy], 1)
     bottom = torch.cat([d_xy.T, d_yy], 1)
     full = torch.cat([top, bottom], 0).clone()

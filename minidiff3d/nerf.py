@@ -18,8 +18,9 @@ from .cameras import check_c2w, get_rays
 from .fields import HashGridNeRF, NeRF
 from .metrics import psnr
 from .render import sample_pdf, stratified_samples, volume_render
-from .runtime import get_device, progress
-from .validation import check_choice, check_positive, check_positive_int, check_tensor
+from .runtime import get_device, progress, seeded
+from .validation import (check_choice, check_image_range, check_non_negative_int, check_positive, check_positive_int,
+                         check_tensor)
 
 
 class OccupancyGrid(nn.Module):
@@ -53,10 +54,11 @@ class OccupancyGrid(nn.Module):
         return inside & self.occupied[cell[..., 0], cell[..., 1], cell[..., 2]]
 
     @torch.no_grad()
-    def update(self, density_fn) -> None:
+    def update(self, density_fn, generator: torch.Generator | None = None) -> None:
         r = self.resolution
         idx = torch.stack(torch.meshgrid(*[torch.arange(r, device=self.density.device)] * 3, indexing="ij"), -1).reshape(-1, 3)
-        points = ((idx + torch.rand_like(idx, dtype=torch.float32)) / r * 2 - 1) * self.bound
+        jitter = torch.rand(idx.shape, generator=generator).to(idx.device)
+        points = ((idx + jitter) / r * 2 - 1) * self.bound
         fresh = torch.cat([density_fn(chunk) for chunk in points.split(65536)]).reshape(r, r, r)
         self.density = torch.maximum(self.density * self.decay, fresh)
 
@@ -97,14 +99,17 @@ def _query(model: nn.Module, points: torch.Tensor, directions: torch.Tensor, occ
     return rgb.reshape(points.shape), sigma.reshape(points.shape[:-1])
 
 
-def render_rays(result: NeRFResult, origins: torch.Tensor, directions: torch.Tensor, perturb: bool = True) -> dict:
-    """Render unit-direction rays ``[R,3]``: stratified samples, then ``n_fine`` importance samples."""
-    z = stratified_samples(result.near, result.far, result.n_samples, (len(origins),), perturb).to(origins)
+def render_rays(result: NeRFResult, origins: torch.Tensor, directions: torch.Tensor, perturb: bool = True,
+                generator: torch.Generator | None = None) -> dict:
+    """Render unit-direction rays ``[R,3]``: stratified samples, then ``n_fine`` importance samples
+    (both random with ``perturb``, drawn from ``generator``)."""
+    z = stratified_samples(result.near, result.far, result.n_samples, (len(origins),), perturb, generator).to(origins)
     rgb, sigma = _query(result.field, origins[:, None] + z[..., None] * directions[:, None], directions, result.occupancy)
     out = volume_render(sigma, rgb, z, result.background)
     if result.n_fine:
         mids = 0.5 * (z[:, 1:] + z[:, :-1])
-        fine = sample_pdf(mids, out["weights"][:, 1:-1].detach(), result.n_fine, deterministic=not perturb)
+        fine = sample_pdf(mids, out["weights"][:, 1:-1].detach(), result.n_fine, deterministic=not perturb,
+                          generator=generator)
         z = torch.sort(torch.cat([z, fine], -1), -1).values
         rgb, sigma = _query(result.field, origins[:, None] + z[..., None] * directions[:, None], directions, result.occupancy)
         out = volume_render(sigma, rgb, z, result.background)
@@ -133,26 +138,31 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
     time only) and, with ``holdout``, ``test_psnr``.
     """
     sizes: dict[str, int] = {}
-    images = check_tensor("images", images, shape=["N", "H", "W", 3], sizes=sizes, floating=True)
+    images = check_image_range("images", check_tensor("images", images, shape=["N", "H", "W", 3], sizes=sizes, floating=True))
     c2ws = check_tensor("c2ws", c2ws, shape=["N", 4, 4], sizes=sizes)
     check_choice("field", field, ("hashgrid", "mlp"))
     focal, near, far = check_positive("focal", focal), check_positive("near", near), check_positive("far", far)
     if steps is None and max_seconds is None:
         raise ValueError("steps, max_seconds: expected at least one of them, got neither")
     steps = check_positive_int("steps", steps) if steps is not None else 10**9
+    n_samples, n_fine = check_positive_int("n_samples", n_samples), check_non_negative_int("n_fine", n_fine)
+    eval_every = check_positive_int("eval_every", eval_every)
     device = device or get_device()
+    # Every random number of the fit comes from its own generator (the initial weights from its seed),
+    # so the fit is a function of the seed, whatever the caller draws before, during or after it.
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
 
     bound = check_positive("bound", bound)
-    model = (HashGridNeRF(bound=bound) if field == "hashgrid" else NeRF()).to(device)
+    with seeded(seed):
+        model = (HashGridNeRF(bound=bound) if field == "hashgrid" else NeRF()).to(device)
     use_grid = field == "hashgrid" if occupancy is None else occupancy
     grid = OccupancyGrid(bound=bound).to(device) if use_grid else None
     result = NeRFResult(model, near, far, n_samples, n_fine, torch.as_tensor(background, dtype=torch.float32, device=device),
                         grid, {"step": [], "loss": [], "psnr": [], "seconds": [], "test_psnr": []})
     if holdout is not None:
         holdout_c2ws = check_tensor("holdout c2ws", holdout[0], shape=["M", 4, 4])
-        holdout_images = check_tensor("holdout images", holdout[1], shape=[len(holdout_c2ws), "h", "w", 3], floating=True)
+        holdout_images = check_image_range("holdout images", check_tensor(
+            "holdout images", holdout[1], shape=[len(holdout_c2ws), "h", "w", 3], floating=True))
     origins, directions = get_rays(c2ws, sizes["H"], sizes["W"], focal)
     origins, directions, colours = origins.reshape(-1, 3), directions.reshape(-1, 3), images.reshape(-1, 3)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr or (1e-2 if field == "hashgrid" else 5e-4), eps=1e-15)
@@ -161,9 +171,9 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
     bar = progress(total=steps if steps < 10**9 else None, desc=f"fit_nerf ({field})", disable=not show_progress)
     for step in range(1, steps + 1):
         if grid is not None and step % (4 if step <= 128 else 16) == 1:  # often while the initial fog is pruned
-            grid.update(lambda p: model.density(p)[0])
+            grid.update(lambda p: model.density(p)[0], generator)
         pick = torch.randint(len(colours), (batch_size,), generator=generator)
-        out = render_rays(result, origins[pick].to(device), directions[pick].to(device))
+        out = render_rays(result, origins[pick].to(device), directions[pick].to(device), generator=generator)
         loss = (out["rgb"] - colours[pick].to(device)).square().mean()
         if loss.requires_grad:  # False only if every sample of the batch fell in empty cells
             optimiser.zero_grad(set_to_none=True)

@@ -36,6 +36,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@contextmanager
+def seeded(seed: int):
+    """Seed torch's global RNG (CPU and CUDA) for a block, then give the caller's state back.
+
+    For library code that must draw from the global RNG, such as a model's initialisation, a
+    user's loss function or transformers' ``generate``, yet be reproducible without reseeding the caller.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 

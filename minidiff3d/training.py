@@ -8,7 +8,12 @@ chapters 02-03, the toy VAE, toy CLIP and toy SD's U-Net all train through it.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import itertools
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, TensorDataset
 
-from .runtime import progress
+from .runtime import progress, seeded
 from .validation import check_choice, check_positive, check_positive_int
 
 
@@ -36,15 +41,39 @@ class TrainingResult:
     history: dict[str, list] = field(default_factory=lambda: {"step": [], "loss": [], "seconds": [], "lr": []})
 
 
-def _forever(loader: DataLoader):
+def _batches(loader: DataLoader, generator: torch.Generator, seed: int, done: int):
+    """The loader's batches forever, from step ``done + 1`` on. Each epoch's order is a function of
+    ``(seed, epoch)`` alone, so a run resumed mid-epoch sees the batches an uninterrupted one would."""
+    epoch, skip = divmod(done, len(loader))
     while True:
-        yield from loader
+        generator.manual_seed(hash((seed, epoch)))  # ints hash the same in every process and run
+        yield from itertools.islice(loader, skip, None)
+        epoch, skip = epoch + 1, 0
 
 
+def _seeded_by_its_seed(fn):
+    """``fn`` run with torch's global RNG seeded from its ``seed`` argument, and the caller's state given back after.
+
+    ``loss_fn`` and dropout draw from the global RNG, and a run must be a function of its seed
+    without reseeding the caller's RNG.
+    """
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        arguments = signature.bind(*args, **kwargs)
+        arguments.apply_defaults()
+        with seeded(arguments.arguments["seed"]):
+            return fn(*args, **kwargs)
+    return run
+
+
+@_seeded_by_its_seed
 def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Callable, steps: int = 1000,
         batch_size: int = 32, lr: float = 1e-3, lr_schedule: str = "constant", weight_decay: float = 0.0,
         ema_decay: float | None = 0.999, max_seconds: float | None = None, log_every: int = 50, checkpoint_dir=None,
-        checkpoint_every: int = 500, seed: int = 0, show_progress: bool = True, desc: str = "fit") -> TrainingResult:
+        checkpoint_every: int = 500, keep_checkpoints: int = 2, seed: int = 0, show_progress: bool = True,
+        desc: str = "fit") -> TrainingResult:
     """Minimise ``loss_fn(model, batch)`` over minibatches of ``tensors`` (each ``[M,...]``, shuffled together).
 
     Args:
@@ -54,8 +83,13 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
             function of the step alone, so a resumed run continues the same curve.
         ema_decay: keep an exponential moving average of the weights (diffusers' ``EMAModel``) and
             return the model with those weights; ``None`` returns the raw weights.
-        checkpoint_dir: save the model, optimiser, EMA and step here every ``checkpoint_every``
-            steps and at the end; if it already holds a checkpoint, training resumes from it.
+        checkpoint_dir: every ``checkpoint_every`` steps and at the end, save the accelerate state
+            (model, optimiser, EMA, schedule, RNG states) and the history into ``step-NNNNNN/``
+            here, written as ``step-NNNNNN.tmp/`` and renamed when complete; then the file
+            ``latest`` names it (replaced atomically) and all but the last ``keep_checkpoints``
+            step folders go. A kill at any moment leaves ``latest`` naming a whole checkpoint,
+            and a run given a folder with one resumes from it to the weights an uninterrupted
+            run reaches.
 
     Runs on whatever ``accelerate`` was configured for (one CPU by default; ``accelerate launch``
     for several processes or a GPU). ``loss_fn`` gets the prepared (possibly wrapped) model and
@@ -67,47 +101,70 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
     steps, batch_size = check_positive_int("steps", steps), check_positive_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
-    torch.manual_seed(seed)
+    keep_checkpoints = check_positive_int("keep_checkpoints", keep_checkpoints)
+    log_every, checkpoint_every = check_positive_int("log_every", log_every), check_positive_int("checkpoint_every", checkpoint_every)
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay: expected a decay in [0, 1) or None, got {ema_decay!r}")
 
     accelerator = Accelerator()
     n_items = sizes.pop()
+    order = torch.Generator()
     loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True, drop_last=n_items > batch_size,
-                        generator=torch.Generator().manual_seed(seed))
+                        generator=order)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # Registered, not prepared: a prepared schedule steps once per process, so its curve would shrink with their number.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda taken: cosine_decay(1.0, 0.0, taken / steps) if lr_schedule == "cosine" else 1.0)
     model, optimiser, loader = accelerator.prepare(model, optimiser, loader)
+    accelerator.register_for_checkpointing(schedule)
     ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=ema_decay) if ema_decay else None
     if ema is not None:
+        accelerator.register_for_checkpointing(ema)
         ema.to(accelerator.device)
 
-    start_step, result = 0, TrainingResult(model)
+    # Where a run stands; a checkpoint keeps all of it, so a resumed run logs what an uninterrupted one would.
+    start_step, offset, running, count, result = 0, 0.0, 0.0, 0, TrainingResult(model)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    if checkpoint_dir and (checkpoint_dir / "trainer.pt").exists():
-        accelerator.load_state(str(checkpoint_dir))
-        saved = torch.load(checkpoint_dir / "trainer.pt", weights_only=False)
-        start_step, result.history = saved["step"], saved["history"]
-        result.history.setdefault("lr", [])  # absent from checkpoints written before it was logged
+    if checkpoint_dir and (checkpoint_dir / "latest").exists():
+        folder = checkpoint_dir / (checkpoint_dir / "latest").read_text()
+        accelerator.load_state(str(folder))
+        saved = torch.load(folder / "trainer.pt", weights_only=True)
+        start_step, offset, (running, count), result.history = (saved["step"], saved["seconds"], saved["running"],
+                                                                 saved["history"])
         if ema is not None:
-            ema.load_state_dict(saved["ema"])
+            ema.to(accelerator.device)  # accelerate loads registered objects onto the CPU
 
-    def save(step: int) -> None:
-        if checkpoint_dir and accelerator.is_main_process:
-            accelerator.save_state(str(checkpoint_dir))
-            torch.save({"step": step, "history": result.history, "ema": ema.state_dict() if ema else None},
-                       checkpoint_dir / "trainer.pt")
+    def save(step: int, seconds: float) -> None:
+        folder = checkpoint_dir / f"step-{step:06d}"
+        partial = folder.with_name(folder.name + ".tmp")
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while saving
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(partial))  # on every process: each writes its own RNG state
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            torch.save({"step": step, "seconds": seconds, "running": [running, count], "history": result.history},
+                       partial / "trainer.pt")
+            shutil.rmtree(folder, ignore_errors=True)  # a run killed before ``latest`` named it got this far
+            partial.rename(folder)
+            pointer = checkpoint_dir / "latest.tmp"
+            pointer.write_text(folder.name)
+            os.replace(pointer, checkpoint_dir / "latest")
+            older = sorted((p for p in checkpoint_dir.glob("step-*[0-9]") if p != folder),
+                           key=lambda p: int(p.name.removeprefix("step-")), reverse=True)
+            for old in older[keep_checkpoints - 1:]:
+                shutil.rmtree(old)
 
     model.train()
-    batches, tic = _forever(loader), time.perf_counter()
-    offset = result.history["seconds"][-1] if result.history["seconds"] else 0.0
+    batches, tic = _batches(loader, order, seed, start_step), time.perf_counter()
     bar = progress(total=steps, initial=start_step, desc=desc, disable=not show_progress)
-    running, count = 0.0, 0
     for step in range(start_step + 1, steps + 1):
         loss = loss_fn(model, next(batches))
-        step_lr = cosine_decay(lr, 0.0, (step - 1) / steps) if lr_schedule == "cosine" else lr
-        for group in optimiser.param_groups:
-            group["lr"] = step_lr
+        step_lr = schedule.get_last_lr()[0]
         optimiser.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimiser.step()
+        schedule.step()
         if ema is not None:
             ema.step(accelerator.unwrap_model(model).parameters())
         running, count = running + loss.item(), count + 1
@@ -122,7 +179,7 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
             running, count = 0.0, 0
             bar.set_postfix(loss=f"{result.history['loss'][-1]:.4f}")
         if checkpoint_dir and (step % checkpoint_every == 0 or done):
-            save(step)
+            save(step, seconds)
         if done:
             break
     bar.close()

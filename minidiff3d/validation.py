@@ -71,26 +71,54 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_non_negative_int(name: str, value) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value, expected: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}") from None
+
+
 def check_positive(name: str, value) -> float:
     """Return ``value`` as a float, or raise if it is not a finite positive number."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a positive number, got {value!r}") from None
+    number = _number(name, value, "a positive number")
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name}: expected a finite positive number, got {value!r}")
     return number
 
 
+def check_non_negative(name: str, value) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite number ≥ 0 (NaN included)."""
+    number = _number(name, value, "a non-negative number")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name}: expected a finite non-negative number, got {value!r}")
+    return number
+
+
 def check_fraction(name: str, value) -> float:
     """Return ``value`` as a float, or raise if it is not a number in [0, 1] (NaN included)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a fraction in [0, 1], got {value!r}") from None
+    number = _number(name, value, "a fraction in [0, 1]")
     if not 0.0 <= number <= 1.0:
         raise ValueError(f"{name}: expected a fraction in [0, 1], got {value!r}")
     return number
+
+
+def check_interval(name: str, value, low: float, high: float) -> tuple[float, float]:
+    """Return ``value`` as ``(min, max)`` floats, or raise unless ``low <= min <= max <= high``."""
+    expected = f"(min, max) with {low} <= min <= max <= {high}"
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}") from None
+    if not low <= lo <= hi <= high:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return lo, hi
 
 
 def check_choice(name: str, value, choices: Sequence) -> None:
@@ -101,7 +129,11 @@ def check_choice(name: str, value, choices: Sequence) -> None:
 
 def check_images(name: str, images, channels: int = 3) -> torch.Tensor:
     """Check a batch of images ``[B,C,H,W]`` with values in [0, 1] (the package's image convention)."""
-    images = check_tensor(name, images, shape=[None, channels, None, None], floating=True)
+    return check_image_range(name, check_tensor(name, images, shape=[None, channels, None, None], floating=True))
+
+
+def check_image_range(name: str, images: torch.Tensor) -> torch.Tensor:
+    """Raise unless every value of ``images`` (any shape) lies in [0, 1], give or take rounding."""
     if images.numel() and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
         raise ValueError(f"{name}: expected values in [0, 1], got [{images.min().item():.3g}, {images.max().item():.3g}] "
                          f"(images in [-1, 1] belong only inside the diffusion models)")

@@ -54,7 +54,7 @@ def fit_to_renders(run: DreamFusion, n_views: int = 96) -> list[float]:
     for step in range(config.steps):
         run.schedule_learning_rate(run.fraction_done(step))
         i = torch.randint(n_views, (1,), generator=run.generator).item()
-        rendered = run.renderer(c2w[i:i + 1], size, run.focal(size), "lambertian", light)["rgb"]
+        rendered = run.renderer(c2w[i:i + 1], size, run.focal(size), "lambertian", light, generator=run.generator)["rgb"]
         loss = (rendered - targets[i:i + 1]).pow(2).mean()
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from minidiff3d.cameras import focal_from_fov, get_rays, intrinsics_from_fov, look_at, orbit_camera, project_points
 
@@ -45,6 +46,14 @@ def test_orbit_camera_batches_and_agrees_with_look_at():
     assert batch.shape == (2, 4, 4)
     for c2w in batch:
         assert torch.allclose(look_at(c2w[:3, 3]), c2w, atol=1e-5)
+
+
+@settings(max_examples=50, deadline=None)
+@given(elevation=st.floats(-85.0, 85.0), azimuth=st.floats(-720.0, 720.0), radius=st.floats(0.1, 10.0))
+def test_look_at_from_the_orbit_cameras_eye_gives_the_orbit_camera(elevation, azimuth, radius):
+    # Away from the poles, where a z-up look-at has no defined right axis and the orbit camera does.
+    c2w = orbit_camera(elevation, azimuth, radius)
+    torch.testing.assert_close(look_at(c2w[:3, 3]), c2w, rtol=0, atol=1e-5 * max(radius, 1.0))
 
 
 def test_focal_and_intrinsics_hand_computed():

@@ -58,12 +58,24 @@ def test_fit_to_renders_fits_the_field_to_the_toy_object(tiny_pipe):
     assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
 
 
-def test_sweep_scores_every_prompt_and_seed_and_tabulates_them(tiny_pipe):
-    results = sweep_script.sweep(["a red torus", "a pink mug"], [0, 1], {"steps": 2, **SMALL}, pipe=tiny_pipe,
-                                 clip=load("toy-clip"))
-    assert set(results) == {(p, s) for p in ("a red torus", "a pink mug") for s in (0, 1)}
-    assert all(0.0 <= score <= 1.0 and seconds > 0 for score, seconds in results.values())
-    rows = sweep_script.table(results, ["a red torus", "a pink mug"], [0, 1]).splitlines()
+def test_sweep_scores_every_prompt_and_seed_and_tabulates_them(tiny_pipe, monkeypatch):
+    clip = object()
+
+    def fingerprint(run, prompt, candidates, clip_):
+        """Stands in for the score: a number that tells apart runs of different seeds, prompts or lengths."""
+        assert prompt == run.prompt.prompt and candidates == object_captions() and clip_ is clip
+        return sum(p.double().sum().item() for p in run.renderer.parameters())
+
+    monkeypatch.setattr(sweep_script, "orbit_r_precision", fingerprint)
+    prompts = ["a red torus", "a pink mug"]
+    results = sweep_script.sweep(prompts, [0, 1], {"steps": 2, **SMALL}, pipe=tiny_pipe, clip=clip)
+    assert set(results) == {(p, s) for p in prompts for s in (0, 1)}
+    for (prompt, seed), (score, seconds) in results.items():  # each score is that of the same run done by hand
+        by_hand = DreamFusion(tiny_pipe, prompt, DreamFusionConfig(steps=2, seed=seed, **SMALL))
+        by_hand.fit(show_progress=False)
+        assert score == fingerprint(by_hand, prompt, object_captions(), clip) and seconds > 0
+    assert len({score for score, _ in results.values()}) == 4
+    rows = sweep_script.table(results, prompts, [0, 1]).splitlines()
     assert rows[0] == "| seed | torus | mug | mean |" and rows[2].startswith("| 0 |") and rows[3].startswith("| 1 |")
 
 

@@ -41,6 +41,13 @@ def test_hash_grid_levels_grow_geometrically_and_coarse_levels_are_dense():
     assert enc(torch.rand(10, 3) * 2 - 1).shape == (10, 16)
 
 
+def test_hash_grid_rejects_a_bad_resolution_by_name():
+    with pytest.raises(ValueError, match="base_resolution: expected a positive integer, got 0"):
+        HashGridEncoding(base_resolution=0)
+    with pytest.raises(ValueError, match="finest_resolution: expected ≥ base_resolution=16, got 8"):
+        HashGridEncoding(base_resolution=16, finest_resolution=8)
+
+
 def test_hash_grid_features_are_continuous_across_cell_borders():
     enc = HashGridEncoding(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, finest_resolution=32)
     for table in enc.tables:

@@ -94,6 +94,27 @@ def test_sds_rejects_bad_renders_and_mismatched_embeddings(pipe):
         ScoreDistillation(pipe, grad_clip=-1.0)
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(guidance_scale=float("nan")), "guidance_scale: expected a finite non-negative number, got nan"),
+    (dict(guidance_scale=-1.0), "guidance_scale: expected a finite non-negative number, got -1.0"),
+    (dict(t_range=(1.0, 1.0)), r"t_range: expected min < 1"),  # its lowest t would index past alphas_cumprod
+    (dict(t_range_end=(1.0, 1.0)), r"t_range_end: expected min < 1"),
+    (dict(t_range=(0.2, 1.5)), r"t_range: expected \(min, max\) with 0.0 <= min <= max <= 1.0, got \(0.2, 1.5\)"),
+])
+def test_sds_names_a_bad_setting(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ScoreDistillation(pipe, **kwargs)
+
+
+def test_sds_draws_every_random_number_from_its_generator(pipe):
+    sds = ScoreDistillation(pipe)
+    images, embeddings = torch.rand(2, 3, 32, 32), PromptProcessor(pipe, "a red duck")(torch.zeros(2), torch.zeros(2))
+    run = lambda: sds(images, embeddings, generator=torch.Generator().manual_seed(0)).grad
+    first = run()
+    torch.rand(1)  # the VAE's posterior sample too: a global draw between runs changes nothing
+    torch.testing.assert_close(run(), first, rtol=0, atol=0)
+
+
 def test_prompt_processor_encodes_each_view_once_and_picks_by_camera(pipe):
     prompts = PromptProcessor(pipe, "a red duck")
     assert prompts.text([0, 0, 70], [0, 180, 0]) == ["a red duck, front view", "a red duck, back view",

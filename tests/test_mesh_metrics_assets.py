@@ -1,4 +1,5 @@
 import hashlib
+import shutil
 
 import numpy as np
 import pytest
@@ -127,6 +128,26 @@ def test_shipped_assets_match_their_manifest():
     for entry in assets.manifest().values():
         data = (assets.HERE / entry["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+
+
+@pytest.mark.parametrize("folder,name", [("point_cloud_diffusion", "point-cloud-diffusion"), ("toy_clip", "toy-clip")])
+def test_loaders_refuse_a_weight_file_whose_sha256_is_not_the_manifests(tmp_path, monkeypatch, folder, name):
+    from minidiff3d.diffusion import load_shipped_denoiser
+    from minidiff3d.priors import load
+
+    loader = (lambda: load(name, device="cpu")) if name == "toy-clip" else (lambda: load_shipped_denoiser(name, "cpu"))
+    shutil.copytree(assets.HERE / folder, tmp_path / folder)
+    monkeypatch.setattr(assets, "HERE", tmp_path)
+    loader()  # the copy, intact, loads
+    entry = next(e for e in assets.manifest().values() if e["file"].startswith(folder + "/"))
+    weights = tmp_path / entry["file"]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # a tensor's last byte: the file still parses, so only the hash can tell
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as error:
+        loader()
+    assert str(weights) in str(error.value) and entry["sha256"] in str(error.value)
+    assert hashlib.sha256(data).hexdigest() in str(error.value)
 
 
 def test_reference_renders_are_reproduced():

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from minidiff3d.cameras import orbit_camera
 from minidiff3d.metrics import psnr
 from minidiff3d.nerf import OccupancyGrid, fit_nerf
 from minidiff3d.toyworld import make_object, render_views
@@ -43,6 +44,10 @@ def test_occupancy_grid_keeps_the_denser_half_of_a_faint_scene():
         (dict(field="voxels"), "field: expected one of \\['hashgrid', 'mlp'\\], got 'voxels'"),
         (dict(steps=None), "steps, max_seconds: expected at least one of them"),
         (dict(focal=0.0), "focal: expected a finite positive number"),
+        (dict(eval_every=0), "eval_every: expected a positive integer, got 0"),
+        (dict(n_fine=-1), "n_fine: expected a non-negative integer, got -1"),
+        (dict(images=torch.rand(2, 4, 4, 3) * 255), r"images: expected values in \[0, 1\]"),
+        (dict(holdout=(torch.eye(4)[None], torch.rand(1, 4, 4, 3) - 1)), r"holdout images: expected values in \[0, 1\]"),
     ],
 )
 def test_fit_nerf_bad_input(kwargs, message):
@@ -63,3 +68,24 @@ def test_nerf_synthetic_path_on_a_toy_scene_in_blender_format(scene, tmp_path):
     result = fit_nerf(loaded.images, loaded.c2ws, loaded.focal, 1.8, 3.8, steps=150, batch_size=512, n_samples=48,
                       eval_every=150, holdout=(held.c2ws, held.images), show_progress=False, device="cpu")
     assert result.history["test_psnr"][-1] > 22.0
+
+
+def test_fit_nerf_is_a_function_of_its_seed_and_leaves_the_global_rng_alone(monkeypatch):
+    import minidiff3d.nerf
+
+    g = torch.Generator().manual_seed(0)
+    images, c2ws = torch.rand(2, 6, 6, 3, generator=g), orbit_camera(torch.tensor([10.0, 30.0]), torch.tensor([0.0, 90.0]))
+
+    def fit(seed):
+        result = fit_nerf(images, c2ws, 6.0, near=1.8, far=3.8, steps=3, batch_size=16, n_samples=8, n_fine=4,
+                          eval_every=1, seed=seed, show_progress=False, device="cpu")
+        return result.history["loss"], [p.detach().clone() for p in result.field.parameters()]
+
+    state = torch.random.get_rng_state()
+    losses, weights = fit(0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    # Global draws in the middle of a run (here at every logged step) change nothing: the fit draws only from its own generator.
+    monkeypatch.setattr(minidiff3d.nerf, "psnr", lambda *a: (torch.rand(1), psnr(*a))[1])
+    other_losses, other_weights = fit(0)
+    assert other_losses == losses and all(torch.equal(a, b) for a, b in zip(other_weights, weights))
+    assert fit(1)[0] != losses

@@ -84,7 +84,14 @@ def test_ddim_sampling_is_reproducible_and_ddpm_is_stochastic():
     torch.testing.assert_close(run(ddim, 0), run(ddim, 0), rtol=0, atol=0)
     assert (run(ddim, 0) - run(ddim, 1)).abs().max() > 1e-3
     ddpm = DDPMScheduler(num_train_timesteps=100)
-    assert torch.isfinite(run(ddpm, 0)).all()
+    torch.testing.assert_close(run(ddpm, 0), run(ddpm, 0), rtol=0, atol=0)
+    assert (run(ddpm, 0) - run(ddpm, 1)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("scale", [float("nan"), -1.0])
+def test_sample_names_a_bad_guidance_scale(scale):
+    with pytest.raises(ValueError, match="guidance_scale: expected a finite non-negative number"):
+        sample(random_model(), DDIMScheduler(num_train_timesteps=100), (1, 8, 3), torch.tensor([0]), scale, 2)
 
 
 def test_training_lowers_the_loss_and_resumes_from_a_checkpoint(tmp_path):

@@ -92,7 +92,20 @@ def test_one_sample_repeated_covers_one_reference():
     samples = refs[3:4].expand(5, -1, -1).clone()
     scores = evaluate_point_clouds(samples, refs)
     assert scores["COV-CD"] == pytest.approx(1 / 8) and scores["COV-EMD"] == pytest.approx(1 / 8)
-    assert 0.0 <= scores["1-NNA-EMD"] <= 1.0
+
+
+def _line_distances(x, y):
+    """Distance matrices of points on a line, as one_nn_accuracy takes them."""
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    return (x[:, None] - x).abs(), (x[:, None] - y).abs(), (y[:, None] - y).abs()
+
+
+def test_one_nna_by_hand():
+    # Nearest other point: 0->1, 1->0 (own set); 10->13 (Y, wrong); 5->6, 6->5 (own set); 13->10 (X, wrong).
+    assert one_nn_accuracy(*_line_distances([0.0, 1.0, 10.0], [5.0, 6.0, 13.0])) == pytest.approx(4 / 6)
+    # A copy of a set: each point's nearest is its twin in the other set, so every label is wrong.
+    assert one_nn_accuracy(*_line_distances([0.0, 1.0, 3.0], [0.0, 1.0, 3.0])) == 0.0
+    assert one_nn_accuracy(*_line_distances([0.0, 1.0, 2.0], [10.0, 11.0])) == 1.0
 
 
 def test_mmd_against_hand_computed_nearest_sample():
@@ -110,6 +123,11 @@ def test_mmd_against_hand_computed_nearest_sample():
         (lambda: chamfer_distance(torch.full((1, 4, 3), float("nan")), torch.rand(1, 4, 3)), "a: expected finite values"),
         (lambda: earth_movers_distance(torch.rand(1, 5, 3), torch.rand(1, 6, 3)), r"b: expected shape \[1, 5, 3\]"),
         (lambda: evaluate_point_clouds(torch.rand(2, 5, 3), torch.rand(2, 5, 3), metrics=("F1",)), "metrics: expected one of"),
+        (lambda: one_nn_accuracy(torch.rand(2, 2), torch.rand(2, 3), torch.rand(2, 2)), r"d_yy: expected shape \[Y, Y\] with Y=3"),
+        (lambda: one_nn_accuracy(torch.rand(3, 3), torch.rand(2, 3), torch.rand(3, 3)), r"d_xx: expected shape \[X, X\] with X=2"),
+        (lambda: one_nn_accuracy(torch.rand(2, 2), torch.rand(2, 0), torch.rand(0, 0)), "d_xy: expected at least one cloud in each set"),
+        (lambda: one_nn_accuracy(torch.rand(2, 2), torch.full((2, 2), float("nan")), torch.rand(2, 2)), "d_xy: expected finite values"),
+        (lambda: one_nn_accuracy(-torch.rand(2, 2), torch.rand(2, 2), torch.rand(2, 2)), "d_xx: expected non-negative distances"),
     ],
 )
 def test_bad_input_is_named(call, message):

@@ -104,6 +104,18 @@ def test_every_shipped_weight_file_matches_its_card_and_manifest():
             assert entry["sha256"] in card.read_text(), f"{name}: its card does not list sha256 {entry['sha256']}"
 
 
+def test_shipped_model_weights_are_stored_in_fp16():
+    # Read from the files themselves: loading upcasts to fp32, so a model could never tell.
+    from safetensors import safe_open
+
+    models = {name: entry for name, entry in assets.manifest().items() if "(fp16)" in entry["description"]}
+    assert {"toy-sd/unet", "toy-sd/vae", "toy-sd/text_encoder", "toy-clip"} <= set(models)
+    for name, entry in models.items():
+        with safe_open(assets.HERE / entry["file"], framework="pt") as weights:
+            dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}
+        assert dtypes == {"F16"}, f"{name}: stored as {sorted(dtypes)}"
+
+
 @pytest.mark.parametrize("name", ["toy-sd", "toy-clip"])
 def test_shipped_priors_load_offline(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -157,6 +157,41 @@ def test_dreamfusion_rejects_a_bad_config(tiny_pipe):
         DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(background="black"))
 
 
+@pytest.mark.parametrize("field,value", [
+    ("steps", 0), ("render_size", -1), ("n_samples", 2.5), ("batch_size", 0), ("grid_levels", 0), ("grid_finest", 8),
+    ("albedo_steps", -1), ("seed", -1), ("lr", 0.0), ("radius", float("nan")), ("blob_radius", 0.0),
+    ("guidance_scale", float("nan")), ("guidance_scale", -1.0), ("blob_density", -1.0), ("lambda_orient", -0.1),
+    ("lambda_sparsity", float("inf")), ("lambda_opaque", -1.0), ("lr_end", -1e-3), ("t_range", (1.0, 1.0)),
+    ("t_range_end", (0.5, 0.2)), ("elevation_range", (-100.0, 80.0)), ("fov_deg", 180.0), ("ambient", 1.5),
+    ("weighting", "snr"), ("light", "sun"), ("background", "black"), ("shading_probs", {"phong": 1.0}),
+])
+def test_dreamfusion_config_names_a_bad_field_when_built(field, value):
+    with pytest.raises(ValueError, match=f"config.{field}: expected"):
+        DreamFusionConfig(**{field: value})
+
+
+def test_dreamfusion_render_names_a_bad_shading(tiny_pipe):
+    run = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(render_size=16, n_samples=16))
+    with pytest.raises(ValueError, match="shading: expected one of"):
+        run.render(10.0, 0.0, size=8, shading="phong")
+
+
+def test_dreamfusion_is_a_function_of_its_seed_and_leaves_the_global_rng_alone(tiny_pipe):
+    def run(seed, callback=None):
+        dream = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(steps=3, render_size=16, n_samples=16, seed=seed))
+        history = dream.fit(callback=callback, show_progress=False)
+        return history["loss"], [p.detach().clone() for p in dream.renderer.parameters()]
+
+    state = torch.random.get_rng_state()
+    losses, weights = run(0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    # A callback that draws global random numbers changes nothing: the run draws only from its own generator.
+    for other_losses, other_weights in (run(0), run(0, callback=lambda r, info: torch.rand(1))):
+        assert other_losses == losses
+        assert all(torch.equal(a, b) for a, b in zip(other_weights, weights))
+    assert run(1)[0] != losses
+
+
 def test_dreamfusion_light_follows_the_config(tiny_pipe):
     c2w = orbit_camera(torch.tensor([10.0, 60.0]), torch.tensor([0.0, 90.0]), DEFAULT_RADIUS)
     world = DreamFusion(tiny_pipe, "a red duck", DreamFusionConfig(light="world"))

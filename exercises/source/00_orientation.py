@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Exercises 00 · Cameras and rays
 #
-# Three functions that every later chapter relies on. For each one, replace
+# Four functions that every later chapter relies on. For each one, replace
 # `raise NotImplementedError` with your code, then run the check cell below it. The checker runs your
 # function and the package's reference on random and edge cases, and tells you the first thing that
 # differs: which output, which entry, what was expected, often with a hint.
@@ -41,7 +41,33 @@ def orbit_camera(elevation_deg, azimuth_deg, radius):
 check("orbit_camera", orbit_camera)
 
 # %% [markdown]
-# ## 2. Rays through pixels
+# ## 2. A look-at camera
+#
+# An orbit camera always looks at the origin. Write `look_at(eye [3], target [3], up [3])`: the `[4,4]`
+# camera-to-world matrix of a camera at `eye` looking at `target`, where `up` is only *roughly* up (any
+# length, not perpendicular to the view). With the viewing direction
+# $\mathbf{f} = (\text{target} - \text{eye}) / \lVert\text{target} - \text{eye}\rVert$:
+# right $= \mathbf{f} \times \text{up}$, normalised; the camera's up $=$ right $\times \mathbf{f}$; backward $= -\mathbf{f}$.
+# The two cross products turn a rough up vector into an orthonormal frame; they fail only when `up` is
+# parallel to $\mathbf{f}$, which is why `orbit_camera` builds its right axis from the azimuth instead.
+
+# %%
+def look_at(eye, target, up):
+    # BEGIN SOLUTION
+    forward = (target - eye) / (target - eye).norm()
+    right = torch.linalg.cross(forward, up)
+    right = right / right.norm()
+    c2w = torch.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, torch.linalg.cross(right, forward), -forward, eye
+    return c2w
+    # END SOLUTION
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check("look_at", look_at)
+
+# %% [markdown]
+# ## 3. Rays through pixels
 #
 # Write `get_rays(c2w, height, width, focal)` returning `(origins, directions)`, each `[H,W,3]` in world
 # coordinates, with unit directions. The ray of pixel $(i, j)$ (row $i$ counting down) has camera-space
@@ -63,7 +89,7 @@ def get_rays(c2w, height, width, focal):
 check("get_rays", get_rays)
 
 # %% [markdown]
-# ## 3. From the world back to pixels
+# ## 4. From the world back to pixels
 #
 # Write `project_points(points, c2w, height, width, focal)` for `points [N,3]`: return `pixels [N,2]` as
 # (column, row) coordinates, in the same pixel frame as above (the centre of pixel $(i, j)$ is at
@@ -84,17 +110,20 @@ def project_points(points, c2w, height, width, focal):
 check("project_points", project_points)
 
 # %% [markdown]
-# ## 4. Put them together
+# ## 5. Put them together
 #
-# Once all three pass: a ray through a pixel, followed to any depth and projected back, lands in the
+# Once all four pass: a look-at camera placed where an orbit camera is, looking at the origin with $z$ up, is
+# the orbit camera itself; and a ray through a pixel, followed to any depth and projected back, lands in the
 # centre of that pixel. This round trip is a good test of any camera code you write later.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 try:
     c2w = orbit_camera(25.0, 40.0, 3.0)
+    same = torch.allclose(look_at(c2w[:3, 3], torch.zeros(3), torch.tensor([0.0, 0.0, 1.0])), c2w, atol=1e-5)
+    print("look_at from the orbit camera's centre gives the orbit camera:", same)
     origins, directions = get_rays(c2w, 6, 8, focal=7.0)
     pixels, depth = project_points(origins[2, 5] + 2.0 * directions[2, 5][None], c2w, 6, 8, focal=7.0)
     print("pixel (row 2, column 5) comes back at (x, y) =", [round(v, 3) for v in pixels[0].tolist()])
 except NotImplementedError:
-    print("finish the three functions first")
+    print("finish the four functions first")

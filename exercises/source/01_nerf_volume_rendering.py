@@ -127,7 +127,7 @@ check("hash_grid_level", hash_grid_level)
 #
 # Marching cubes returns vertices in (fractional) grid indices. A grid of $R$ samples per axis over
 # $[\text{lo}, \text{hi}]$, made with `linspace(lo, hi, R)`, has $R - 1$ intervals. Write
-# `index_to_world(indices [N,3], resolution, bounds) -> [N,3]`.
+# `index_to_world(indices [...,3], resolution, bounds) -> [...,3]`.
 
 # %%
 def index_to_world(indices, resolution, bounds):

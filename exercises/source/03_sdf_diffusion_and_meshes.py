@@ -1,8 +1,9 @@
 # %% [markdown]
-# # Exercises 03 · Signed distances, grids and a template that deforms
+# # Exercises 03 · Signed distances, grids, mesh topology and a template that deforms
 #
 # Replace each `raise NotImplementedError` with your code and run the check cell below it: the
-# checker compares your function with `minidiff3d`'s on random and edge cases and says what differs.
+# checker compares your function with a reference (`minidiff3d`'s, torch's or trimesh's) on random and edge
+# cases and says what differs.
 
 # %%
 import torch
@@ -48,25 +49,59 @@ def torus_sdf(points, major, minor):
 check("torus_sdf", torus_sdf)
 
 # %% [markdown]
-# ## 3. From grid indices to the world
+# ## 3. The gradient of an SDF grid
 #
-# Marching cubes returns vertices in grid-index units. On the course's grid, index $i$ of $R$
-# samples over $[\text{lo}, \text{hi}]$ sits at $\text{lo} + i\,(\text{hi} - \text{lo})/(R - 1)$.
-# Write `index_to_world(indices [...,3], resolution, bounds) -> [...,3]` (chapter 01's checker).
+# An exact SDF has a gradient of unit length wherever it is smooth, $\lVert\nabla f\rVert = 1$ (the eikonal
+# equation), and the gradient is the outward normal on the surface. On a grid, central differences estimate it:
+#
+# $$\frac{\partial f}{\partial x}\Big|_{i,j,k} \approx \frac{f_{i+1,j,k} - f_{i-1,j,k}}{2h}, \qquad
+#   h = \frac{\text{hi} - \text{lo}}{R - 1},$$
+#
+# and likewise along $y$ (index $j$) and $z$ (index $k$), on the course's grid: `grid[i, j, k]` is
+# $f(x_i, y_j, z_k)$ with every axis `linspace(lo, hi, R)`. Write
+# `sdf_gradient(grid [R,R,R], bounds) -> [R-2,R-2,R-2,3]`, the gradient at every interior voxel.
+# (Where a TSDF is clamped, the gradient is 0: truncation keeps the distances only near the surface.)
 
 # %%
-def index_to_world(indices, resolution, bounds=(-1.0, 1.0)):
+def sdf_gradient(grid, bounds):
     # BEGIN SOLUTION
-    lo, hi = bounds
-    return lo + indices * (hi - lo) / (resolution - 1)
+    h = (bounds[1] - bounds[0]) / (grid.shape[0] - 1)
+    inner = slice(1, -1)
+    dx = (grid[2:, inner, inner] - grid[:-2, inner, inner]) / (2 * h)
+    dy = (grid[inner, 2:, inner] - grid[inner, :-2, inner]) / (2 * h)
+    dz = (grid[inner, inner, 2:] - grid[inner, inner, :-2]) / (2 * h)
+    return torch.stack([dx, dy, dz], -1)
     # END SOLUTION
 
 # %%
 # NBVAL_CHECK_OUTPUT
-check("index_to_world", index_to_world)
+check("sdf_gradient", sdf_gradient)
 
 # %% [markdown]
-# ## 4. One step of template deformation
+# ## 4. Counting a mesh's topology
+#
+# Marching cubes gives triangles that share vertices. Two numbers say what kind of surface they make.
+# The **Euler characteristic** $\chi = V - E + F$ counts the vertices that the faces use, the distinct
+# edges (an edge shared by two triangles counts once, whichever way each triangle runs along it) and the
+# faces. A **boundary edge** belongs to one face only; a watertight mesh has none. For a closed surface in
+# one piece, the genus (the number of handles) is $g = (2 - \chi)/2$: 0 for a sphere, 1 for a torus or a mug.
+# Write `mesh_topology(vertices [V,3], faces [F,3]) -> (euler_characteristic, boundary_edges)`, two integers.
+# The check compares them with trimesh's.
+
+# %%
+def mesh_topology(vertices, faces):
+    # BEGIN SOLUTION
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values
+    unique, uses = edges.unique(dim=0, return_counts=True)
+    return len(faces.unique()) - len(unique) + len(faces), int((uses == 1).sum())
+    # END SOLUTION
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check("mesh_topology", mesh_topology)
+
+# %% [markdown]
+# ## 5. One step of template deformation
 #
 # The template's vertices $\mathbf{x}$ descend the loss
 # $\mathcal L = \text{CD}(\mathbf{x}, \text{target}) + w \cdot \frac{1}{V}\sum_i \lVert L\mathbf{x}_i\rVert^2$, where

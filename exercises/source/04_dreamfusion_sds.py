@@ -71,7 +71,40 @@ def sds_surrogate(latents, grad):
 check("sds_surrogate", sds_surrogate)
 
 # %% [markdown]
-# ## 4. Choosing the view-dependent prompt
+# ## 4. A whole SDS step
+#
+# Now put the pieces together. For latents $z$ of a render (they arrive requiring grad: they come from the
+# renderer), a noise sample $\epsilon$ and a timestep $t$ per latent:
+#
+# 1. noise the latents, $z_t = \sqrt{\bar\alpha_t}\,z + \sqrt{1 - \bar\alpha_t}\,\epsilon$;
+# 2. ask the prior: `denoiser(z_t, t)` returns the U-Net's two predictions $(\epsilon_c, \epsilon_u)$, and
+#    guidance (exercise 1) makes $\hat\epsilon$ of them;
+# 3. the SDS gradient is $g = w(t)\,(\hat\epsilon - \epsilon)$, with $w(t) = 1 - \bar\alpha_t$ for `"sds"` and 1 for `"uniform"`;
+# 4. a surrogate loss (exercise 3) hands $g$ to autograd.
+#
+# SDS drops the U-Net's Jacobian $\partial\hat\epsilon/\partial z_t$ from the chain rule (section 2 of the chapter
+# says why), so the prior runs forward only and nothing of its computation may reach the loss's gradient.
+# Write `sds_step(latents, noise, t, alphas_cumprod, denoiser, guidance_scale, weighting) -> (grad, loss)`,
+# where the loss is built from `latents` itself, so that `loss.backward()` sends exactly `grad` into them.
+# The check compares `grad` with the package's SDS, and the gradient your loss sends back with `grad`.
+
+# %%
+def sds_step(latents, noise, t, alphas_cumprod, denoiser, guidance_scale, weighting):
+    # BEGIN SOLUTION
+    a = alphas_cumprod[t].view(-1, 1, 1, 1)
+    with torch.no_grad():  # the prior only runs forward: no U-Net Jacobian
+        noise_pred = cfg(*denoiser(a.sqrt() * latents + (1 - a).sqrt() * noise, t), guidance_scale)
+    w = 1 - a if weighting == "sds" else torch.ones_like(a)
+    grad = w * (noise_pred - noise)
+    return grad, 0.5 * (latents - (latents - grad).detach()).pow(2).sum()
+    # END SOLUTION
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check("sds_step", sds_step)
+
+# %% [markdown]
+# ## 5. Choosing the view-dependent prompt
 #
 # A camera at elevation $e$ and azimuth $a$ (degrees; azimuth 0 is the object's front) sees
 # `VIEWS = ("front", "side", "back", "overhead")`: overhead when $e \ge 60$; otherwise, with

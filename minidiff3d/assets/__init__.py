@@ -1,12 +1,15 @@
 """Files shipped inside the package, each listed in ``manifest.json`` with its sha256.
 
-Today that is the toy world's reference renders: a fresh install re-renders the same views
-and compares, which proves the toy world (and so every dataset and prior trained on it) is
-the one the course was built with. Trained priors join the manifest as they land.
+The toy world's reference renders (a fresh install re-renders the same views and compares, which
+proves the toy world, and so every dataset and prior trained on it, is the one the course was
+built with) and the trained priors' weights. Loaders reach them through ``asset_path`` and
+``checked_folder``, which check each file against its sha256, so a damaged or swapped file fails
+loudly instead of loading wrong weights.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -23,10 +26,35 @@ def manifest() -> dict[str, dict]:
 
 
 def asset_path(name: str) -> Path:
+    """The file of manifest entry ``name``, once its sha256 matches the manifest's."""
     entries = manifest()
     if name not in entries:
         raise ValueError(f"name: expected one of {sorted(entries)}, got {name!r}")
-    return HERE / entries[name]["file"]
+    return _checked(entries[name])
+
+
+def checked_folder(folder: str) -> Path:
+    """``HERE / folder``, once every manifest file in it matches its sha256."""
+    for entry in manifest().values():
+        if Path(entry["file"]).parts[0] == folder:
+            _checked(entry)
+    return HERE / folder
+
+
+def _checked(entry: dict) -> Path:
+    path = HERE / entry["file"]
+    stat = path.stat()
+    actual = _sha256_once(path, stat.st_size, stat.st_mtime_ns)
+    if actual != entry["sha256"]:
+        raise ValueError(f"{path}: expected sha256 {entry['sha256']} (from {MANIFEST}), got {actual}; "
+                         "the file is damaged or not the one shipped: reinstall minidiff3d, or retrain and register it")
+    return path
+
+
+@functools.cache
+def _sha256_once(path: Path, size: int, mtime_ns: int) -> str:
+    """Once per process per file version (size and mtime are part of the key), so loading stays fast."""
+    return sha256(path)
 
 
 def sha256(path) -> str:

@@ -11,7 +11,7 @@ import torch
 from diffusers import SchedulerMixin
 
 from ..runtime import progress
-from ..validation import check_positive_int, check_tensor
+from ..validation import check_non_negative, check_positive_int, check_tensor
 
 
 def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: torch.Tensor | None,
@@ -37,6 +37,7 @@ def sample(model: torch.nn.Module, scheduler: SchedulerMixin, shape, class_label
     (``eta = 0``) and a fixed ``generator``, sampling is deterministic.
     """
     shape = tuple(shape)
+    guidance_scale = check_non_negative("guidance_scale", guidance_scale)
     device = next(model.parameters()).device
     if class_labels is not None:
         class_labels = check_tensor("class_labels", torch.as_tensor(class_labels, device=device), shape=[shape[0]])

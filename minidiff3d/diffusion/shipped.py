@@ -20,7 +20,8 @@ SHIPPED_DENOISERS = {"point-cloud-diffusion": PointCloudTransformer, "sdf-diffus
 
 
 def load_shipped_denoiser(name: str, device=None) -> tuple[torch.nn.Module, DDPMScheduler]:
-    """``(model in eval mode, its DDPMScheduler)`` for a shipped denoiser, from local files only."""
+    """``(model in eval mode, its DDPMScheduler)`` for a shipped denoiser, from local files only, its weights
+    checked against the asset manifest's sha256 first."""
     check_choice("name", name, tuple(SHIPPED_DENOISERS))
     folder = assets.asset_path(name).parent
     model = SHIPPED_DENOISERS[name].from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)

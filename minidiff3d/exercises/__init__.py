@@ -31,6 +31,9 @@ class Exercise:
     diagnose: Callable[[object, object, dict], str | None] = lambda got, expected, kwargs: None
     atol: float = 1e-4
     rtol: float = 1e-4
+    # How a case calls a function, the learner's and the reference alike: a harness can check more than
+    # the return value (for example the gradient that a returned loss carries).
+    run: Callable[[Callable, dict], object] = lambda fn, kwargs: fn(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ def register(exercise: Exercise) -> Exercise:
     return exercise
 
 
+def repeat(n: int, label: str, make: Callable[[], dict]) -> list[Case]:
+    """``n`` cases labelled ``"label 0"``, ``"label 1"``, ..., each with the arguments ``make()`` draws."""
+    return [(f"{label} {i}", make()) for i in range(n)]
+
+
 def _load_chapters() -> None:
     for module in pkgutil.iter_modules(__path__):
         if module.name.startswith("ch"):
@@ -67,9 +75,22 @@ def exercises(chapter: str | None = None) -> list[str]:
     return [name for name, ex in _REGISTRY.items() if chapter is None or ex.chapter == chapter]
 
 
+def get_exercise(name: str) -> Exercise:
+    """The registered exercise ``name``: its reference, its cases and its hints."""
+    _load_chapters()
+    if name not in _REGISTRY:
+        raise ValueError(f"name: expected one of {sorted(_REGISTRY)}, got {name!r}")
+    return _REGISTRY[name]
+
+
 def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
-        return f"tensor of shape {list(value.shape)}" if value.numel() > 4 else f"tensor({value.tolist()})"
+        if value.numel() > 4:
+            return f"tensor of shape {list(value.shape)}"
+        # float32's 0.2 prints as 0.20000000298023224: round in double precision for the message
+        return f"tensor({(value.detach().double().round(decimals=4) if value.is_floating_point() else value).tolist()})"
+    if callable(value) and hasattr(value, "__name__"):  # a function by its name, not its address
+        return value.__name__
     return repr(value)
 
 
@@ -114,20 +135,17 @@ def _clone(kwargs: dict) -> dict:
 
 def verify(name: str, fn: Callable, seed: int = 0) -> CheckResult:
     """Run ``fn`` on the exercise's cases against the reference, and return the verdict."""
-    _load_chapters()
-    if name not in _REGISTRY:
-        raise ValueError(f"name: expected one of {sorted(_REGISTRY)}, got {name!r}")
-    ex = _REGISTRY[name]
+    ex = get_exercise(name)
     cases = ex.cases(torch.Generator().manual_seed(seed))
     for label, kwargs in cases:
         try:
-            got = fn(**_clone(kwargs))
+            got = ex.run(fn, _clone(kwargs))
         except NotImplementedError:
             return CheckResult(name, "not done", f"{name}: not done yet. Replace the `raise NotImplementedError` with your code.")
         except Exception as error:  # the learner's bug: report it in one line, not a traceback
             args = ", ".join(f"{k}={_describe(v)}" for k, v in kwargs.items())
             return CheckResult(name, "failed", f"{name}({args}) raised {type(error).__name__}: {error}")
-        expected = ex.reference(**_clone(kwargs))
+        expected = ex.run(ex.reference, _clone(kwargs))
         problem = compare(got, expected, ex.output_names[0] if len(ex.output_names) == 1 else "output", ex.atol, ex.rtol)
         if problem:
             for i, output in enumerate(ex.output_names):

@@ -8,7 +8,7 @@ import torch
 from ..fields import PositionalEncoding, interpolate_level
 from ..mesh import index_to_world
 from ..render import sample_pdf, volume_render
-from . import Exercise, register
+from . import Exercise, register, repeat
 
 
 def _weights_reference(sigmas, z_vals):
@@ -17,21 +17,21 @@ def _weights_reference(sigmas, z_vals):
 
 def _weights_cases(g):
     z = torch.linspace(1.0, 3.0, 8).expand(3, 8).contiguous()
-    cases = [("empty rays", dict(sigmas=torch.zeros(3, 8), z_vals=z)),
-             ("one opaque sample", dict(sigmas=torch.tensor([[0, 0, 1e3, 0, 0, 0, 0, 0.0]]), z_vals=z[:1]))]
-    for i in range(3):
-        z = torch.sort(torch.rand(4, 16, generator=g) * 3 + 1, -1).values
-        cases.append((f"random {i}", dict(sigmas=torch.rand(4, 16, generator=g) * 5, z_vals=z)))
-    return cases
+    edges = [("empty rays", dict(sigmas=torch.zeros(3, 8), z_vals=z)),
+             ("one opaque sample", dict(sigmas=torch.tensor([[0, 0, 1e3, 0, 0, 0, 0, 0.0]]), z_vals=z[:1])),
+             ("a single sample per ray", dict(sigmas=torch.tensor([[0.5], [2.0]]), z_vals=torch.tensor([[1.0], [2.0]])))]
+    return edges + repeat(5, "random", lambda: dict(sigmas=torch.rand(4, 16, generator=g) * 5,
+                                                    z_vals=torch.sort(torch.rand(4, 16, generator=g) * 3 + 1, -1).values))
 
 
 def _weights_diagnose(got, expected, kwargs):
     got = torch.as_tensor(got)
     if got.shape != expected.shape:
         return "one weight per sample: the output has the shape of sigmas."
-    if torch.allclose(got[..., 0], 1 - torch.exp(-kwargs["sigmas"][..., 0] * (kwargs["z_vals"][..., 1] - kwargs["z_vals"][..., 0])), atol=1e-4):
-        return "the first weights are right: check the transmittance (exclusive: T_i multiplies (1 - α_j) for j < i only) and the last δ = 1e10."
-    return "w_i = α_i T_i with α_i = 1 - exp(-σ_i δ_i), δ_i = z_{i+1} - z_i, and T_1 = 1 (transmittance is an exclusive product)."
+    if torch.allclose(got[..., 0], expected[..., 0], atol=1e-4):
+        return ("the first weights are right: the light reaching a sample is what every sample *before* it let through "
+                "(not itself), and the last spacing is open-ended.")
+    return "a weight is the sample's opacity times the light that reaches it; the first sample sees all the light."
 
 
 def _encoding_reference(x, num_freqs):
@@ -39,10 +39,13 @@ def _encoding_reference(x, num_freqs):
 
 
 def _encoding_cases(g):
-    return [("one point", dict(x=torch.tensor([[0.25, -0.5, 1.0]]), num_freqs=2)),
-            ("no frequencies", dict(x=torch.rand(3, 3, generator=g), num_freqs=0)),
-            ("NeRF's 10 frequencies", dict(x=torch.rand(5, 3, generator=g) * 2 - 1, num_freqs=10)),
-            ("2-D input", dict(x=torch.rand(4, 2, generator=g), num_freqs=4))]
+    edges = [("one point", dict(x=torch.tensor([[0.25, -0.5, 1.0]]), num_freqs=2)),
+             ("no frequencies", dict(x=torch.rand(3, 3, generator=g), num_freqs=0)),
+             ("one frequency", dict(x=torch.rand(3, 3, generator=g), num_freqs=1)),
+             ("NeRF's 10 frequencies", dict(x=torch.rand(5, 3, generator=g) * 2 - 1, num_freqs=10)),
+             ("2-D input", dict(x=torch.rand(4, 2, generator=g), num_freqs=4)),
+             ("1-D input", dict(x=torch.rand(6, 1, generator=g), num_freqs=3))]
+    return edges + repeat(2, "random", lambda: dict(x=torch.randn(7, 3, generator=g), num_freqs=int(torch.randint(1, 8, (1,), generator=g))))
 
 
 def _encoding_diagnose(got, expected, kwargs):
@@ -51,7 +54,7 @@ def _encoding_diagnose(got, expected, kwargs):
         return f"the width is D (1 + 2L) = {expected.shape[-1]}: the input itself, then a sine and a cosine per frequency and coordinate."
     if torch.allclose(got[..., : kwargs["x"].shape[-1]], kwargs["x"]):
         return "the order is x, then for each frequency 2^k π: sin of all coordinates, then cos of all coordinates."
-    return "start with the input itself, then use frequencies 2^k π for k = 0 .. L-1."
+    return "the input comes first, unchanged; the frequencies double from one to the next, starting at π."
 
 
 def _pdf_reference(bins, weights, n_samples):
@@ -59,28 +62,34 @@ def _pdf_reference(bins, weights, n_samples):
 
 
 def _pdf_cases(g):
-    cases = [("uniform weights", dict(bins=torch.linspace(2, 6, 9)[None], weights=torch.ones(1, 8), n_samples=9)),
-             ("one bin", dict(bins=torch.linspace(0, 1, 5)[None], weights=torch.tensor([[0.0, 1.0, 0.0, 0.0]]), n_samples=5))]
-    for i in range(3):
-        bins = torch.sort(torch.rand(3, 13, generator=g) * 4, -1).values
-        cases.append((f"random {i}", dict(bins=bins, weights=torch.rand(3, 12, generator=g), n_samples=16)))
-    return cases
+    bins = torch.linspace(0, 1, 5)[None]
+    edges = [("uniform weights", dict(bins=torch.linspace(2, 6, 9)[None], weights=torch.ones(1, 8), n_samples=9)),
+             ("one bin", dict(bins=bins, weights=torch.tensor([[0.0, 1.0, 0.0, 0.0]]), n_samples=5)),
+             ("all weight in the last bin", dict(bins=bins, weights=torch.tensor([[0.0, 0.0, 0.0, 1.0]]), n_samples=5)),
+             ("an empty ray", dict(bins=bins, weights=torch.zeros(1, 4), n_samples=7))]
+    return edges + repeat(4, "random", lambda: dict(bins=torch.sort(torch.rand(3, 13, generator=g) * 4, -1).values,
+                                                    weights=torch.rand(3, 12, generator=g), n_samples=16))
 
 
 def _pdf_diagnose(got, expected, kwargs):
-    return ("add 1e-5 to the weights, normalise them into a pdf, build the cdf with a leading 0, take quantiles "
-            "u = linspace(0, 1, n), find each u's bin with searchsorted(right=True) and interpolate linearly inside it.")
+    got = torch.as_tensor(got)
+    if got.shape != expected.shape:
+        return "one row of n_samples positions per ray."
+    if not torch.isfinite(got).all():
+        return "an empty ray has no weight at all: the small constant added to every weight keeps its pdf defined."
+    return ("the quantiles are evenly spaced from 0 to 1, both included; each belongs to the bin whose cdf interval "
+            "contains it, and moves through that bin as far as it is through the interval.")
 
 
 def _level_cases(g):
     cases = []
-    for i, (resolution, table_size, dense) in enumerate([(3, 64, True), (7, 128, False), (16, 512, False)]):
-        table = torch.randn(table_size, 2, generator=g)
+    for resolution, table_size, dense in [(1, 8, True), (2, 27, True), (3, 64, True), (4, 125, True),
+                                          (7, 128, False), (16, 512, False), (32, 1024, False), (64, 256, False)]:
         points = torch.rand(10, 3, generator=g)
         points[0] = torch.tensor([0.0, 0.0, 0.0])
         points[1] = torch.tensor([1.0, 1.0, 1.0])  # the far corner still needs a cell
         cases.append((f"{'dense' if dense else 'hashed'} level, resolution {resolution}",
-                      dict(unit_points=points, table=table, resolution=resolution, dense=dense)))
+                      dict(unit_points=points, table=torch.randn(table_size, 2, generator=g), resolution=resolution, dense=dense)))
     return cases
 
 
@@ -89,22 +98,32 @@ def _level_diagnose(got, expected, kwargs):
     if got.shape == expected.shape and torch.allclose(got[1:], expected[1:], atol=1e-4):
         return "the point (1, 1, 1) lies on the far face: clamp the cell index to resolution - 1."
     if not kwargs["dense"]:
-        return "hashed slots: (i * 1) ^ (j * 2654435761) ^ (k * 805459861), each product taken mod 2^32, then mod the table size."
-    return "dense slots: i + s j + s^2 k with s = resolution + 1; weights: the product over axes of frac or (1 - frac)."
+        return ("hashed slots: the products wrap around as uint32 arithmetic does; emulate that with a mask before each XOR, "
+                "and only then reduce modulo the table size.")
+    return ("dense slots: a level has one more corner than cells per axis, which sets the strides; a corner's weight "
+            "is largest when the point is nearest to it.")
 
 
 def _index_cases(g):
-    return [("corners", dict(indices=torch.tensor([[0.0, 0, 0], [31, 31, 31]]), resolution=32, bounds=(-1.0, 1.0))),
-            ("fractional", dict(indices=torch.rand(6, 3, generator=g) * 15, resolution=16, bounds=(-1.0, 1.0))),
-            ("other bounds", dict(indices=torch.rand(6, 3, generator=g) * 63, resolution=64, bounds=(-0.5, 2.0)))]
+    edges = [("corners", dict(indices=torch.tensor([[0.0, 0, 0], [31, 31, 31]]), resolution=32, bounds=(-1.0, 1.0))),
+             ("the smallest grid", dict(indices=torch.tensor([[0.0, 1, 0.5]]), resolution=2, bounds=(-1.0, 1.0))),
+             ("fractional", dict(indices=torch.rand(6, 3, generator=g) * 15, resolution=16, bounds=(-1.0, 1.0))),
+             ("other bounds", dict(indices=torch.rand(6, 3, generator=g) * 63, resolution=64, bounds=(-0.5, 2.0))),
+             ("a batch of meshes", dict(indices=torch.rand(2, 5, 3, generator=g) * 31, resolution=32, bounds=(-1.0, 1.0)))]
+
+    def random():
+        resolution, lo = int(torch.randint(3, 65, (1,), generator=g)), round(-2 * torch.rand(1, generator=g).item(), 3)
+        return dict(indices=torch.rand(8, 3, generator=g) * (resolution - 1), resolution=resolution, bounds=(lo, lo + 2.5))
+
+    return edges + repeat(3, "random", random)
 
 
 def _index_diagnose(got, expected, kwargs):
     got = torch.as_tensor(got)
     r, (lo, hi) = kwargs["resolution"], kwargs["bounds"]
     if got.shape == expected.shape and torch.allclose(got, lo + kwargs["indices"] * (hi - lo) / r, atol=1e-5):
-        return "R samples span R - 1 intervals: divide by resolution - 1, not resolution."
-    return "index i maps to lo + i (hi - lo) / (R - 1)."
+        return "R samples span R - 1 intervals, not R."
+    return "index 0 lands on lo and index R - 1 on hi, and the map is linear in between."
 
 
 register(Exercise("compositing_weights", "01", _weights_reference, _weights_cases, ("weights",), _weights_diagnose))

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..validation import check_choice, check_fraction, check_images, check_positive, check_tensor
+from ..validation import (check_choice, check_fraction, check_images, check_interval, check_non_negative, check_positive,
+                          check_tensor)
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
@@ -65,6 +66,14 @@ def epsilon_from_output(scheduler, model_output: torch.Tensor, noisy: torch.Tens
     return a.sqrt() * model_output + (1 - a).sqrt() * noisy
 
 
+def check_t_range(name: str, value) -> tuple[float, float]:
+    """``(min, max)`` fractions of the training timesteps, with ``min < 1`` so that the lowest t is a real step."""
+    lo, hi = check_interval(name, value, 0.0, 1.0)
+    if lo >= 1.0:
+        raise ValueError(f"{name}: expected min < 1 (t = min * num_train_timesteps must be a timestep), got {value!r}")
+    return lo, hi
+
+
 def sds_weight(alphas_cumprod: torch.Tensor, weighting: str = "sds") -> torch.Tensor:
     """w(t) for ``alphas_cumprod [B]`` (ᾱ_t): ``"sds"`` is DreamFusion's 1 - ᾱ_t (σ_t², small for small t),
     ``"uniform"`` is 1."""
@@ -90,23 +99,16 @@ class ScoreDistillation:
                  t_range=(0.02, 0.98), t_range_end=None, weighting: str = "sds", grad_clip: float | None = None):
         check_choice("cfg", cfg, ("diffusers", "threestudio"))
         check_choice("weighting", weighting, ("sds", "uniform"))
-        self.t_range, self.t_range_end = self._check_range("t_range", t_range), None
-        if t_range_end is not None:
-            self.t_range_end = self._check_range("t_range_end", t_range_end)
-        self.pipe, self.guidance_scale, self.cfg, self.weighting = pipe, float(guidance_scale), cfg, weighting
+        self.t_range = check_t_range("t_range", t_range)
+        self.t_range_end = None if t_range_end is None else check_t_range("t_range_end", t_range_end)
+        self.guidance_scale = check_non_negative("guidance_scale", guidance_scale)
+        self.pipe, self.cfg, self.weighting = pipe, cfg, weighting
         self.grad_clip = None if grad_clip is None else check_positive("grad_clip", grad_clip)
         self.scheduler = pipe.scheduler
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(pipe.device)
         self.resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
         for module in (pipe.unet, pipe.vae, pipe.text_encoder):  # the prior stays frozen
             module.requires_grad_(False)
-
-    @staticmethod
-    def _check_range(name: str, value) -> tuple[float, float]:
-        lo, hi = (float(v) for v in value)
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"{name}: expected 0 <= min <= max <= 1 (fractions of the timesteps), got {value!r}")
-        return lo, hi
 
     def timestep_bounds(self, progress: float = 0.0) -> tuple[int, int]:
         """The integer timesteps [lo, hi] that t is drawn from at ``progress`` in [0, 1] of the optimisation."""
@@ -118,13 +120,14 @@ class ScoreDistillation:
         n = self.scheduler.config.num_train_timesteps
         return int(lo * n), max(int(lo * n), int(hi * n) - 1)
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Renders ``[B,3,H,W]`` in [0,1] -> scaled VAE latents, with gradients (resized to the model's resolution)."""
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Renders ``[B,3,H,W]`` in [0,1] -> scaled VAE latents, with gradients (resized to the model's resolution),
+        sampled from the VAE's posterior with ``generator``."""
         images = check_images("images", images).to(self.pipe.device, self.pipe.vae.dtype)
         if images.shape[-2:] != (self.resolution, self.resolution):
             images = F.interpolate(images, (self.resolution, self.resolution), mode="bilinear", align_corners=False)
         posterior = self.pipe.vae.encode(images * 2 - 1).latent_dist  # the VAE was trained on [-1, 1]
-        return posterior.sample() * self.pipe.vae.config.scaling_factor
+        return posterior.sample(generator) * self.pipe.vae.config.scaling_factor
 
     @torch.no_grad()
     def noise_prediction(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
@@ -141,7 +144,7 @@ class ScoreDistillation:
         ``loss.backward()`` sends ``grad`` into the latents (and on, through the encoder, to the
         renders). ``progress`` in [0,1] moves the t range when ``t_range_end`` is set.
         """
-        return self.from_latents(self.encode(images), text_embeddings, progress, generator)
+        return self.from_latents(self.encode(images, generator), text_embeddings, progress, generator)
 
     def from_latents(self, latents: torch.Tensor, text_embeddings: tuple[torch.Tensor, torch.Tensor],
                      progress: float = 0.0, generator: torch.Generator | None = None) -> SDSOutput:
@@ -184,7 +187,7 @@ def distill_image(guidance: ScoreDistillation, text_embeddings: tuple[torch.Tens
     pipe = guidance.pipe
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     with torch.no_grad():
-        start = guidance.encode(torch.full((1, 3, size, size), 0.5, device=pipe.device))
+        start = guidance.encode(torch.full((1, 3, size, size), 0.5, device=pipe.device), generator)
     latents = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], lr=lr)
     losses = []

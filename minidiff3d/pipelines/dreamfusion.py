@@ -28,14 +28,18 @@ import trimesh
 from ..cameras import focal_from_fov, orbit_camera
 from ..fields import HashGridEncoding
 from ..guidance import PromptProcessor, ScoreDistillation
+from ..guidance.sds import check_t_range
 from ..mesh import extract_mesh
 from ..metrics import r_precision
-from ..runtime import progress
-from ..scene import DensityField, LearnedBackground, VolumeRenderer, WhiteBackground, random_light_dirs
+from ..runtime import progress, seeded
+from ..scene import SHADINGS, DensityField, LearnedBackground, VolumeRenderer, WhiteBackground, random_light_dirs
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, grid_points
 from ..toyworld.render import AMBIENT as TOY_AMBIENT, LIGHT_DIR as TOY_LIGHT_DIR
 from ..training import cosine_decay
-from ..validation import check_choice, check_fraction, check_positive, check_positive_int
+from ..validation import (check_choice, check_fraction, check_interval, check_non_negative, check_non_negative_int,
+                          check_positive, check_positive_int)
+
+GRID_BASE_RESOLUTION = 16  # the hash grid's coarsest level
 
 
 def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
@@ -98,30 +102,53 @@ class DreamFusionConfig:
     negative_prompt: str = ""
     seed: int = 0
 
+    def __post_init__(self):
+        for name in ("steps", "render_size", "n_samples", "batch_size", "grid_levels"):
+            check_positive_int(f"config.{name}", getattr(self, name))
+        for name in ("albedo_steps", "seed"):
+            check_non_negative_int(f"config.{name}", getattr(self, name))
+        for name in ("lr", "radius", "blob_radius"):
+            check_positive(f"config.{name}", getattr(self, name))
+        for name in ("guidance_scale", "blob_density", "lambda_orient", "lambda_sparsity", "lambda_opaque"):
+            check_non_negative(f"config.{name}", getattr(self, name))
+        if self.lr_end is not None:
+            check_positive("config.lr_end", self.lr_end)
+        check_t_range("config.t_range", self.t_range)
+        if self.t_range_end is not None:
+            check_t_range("config.t_range_end", self.t_range_end)
+        check_interval("config.elevation_range", self.elevation_range, -90.0, 90.0)
+        if check_positive("config.fov_deg", self.fov_deg) >= 180:
+            raise ValueError(f"config.fov_deg: expected a field of view below 180 degrees, got {self.fov_deg!r}")
+        if check_positive_int("config.grid_finest", self.grid_finest) < GRID_BASE_RESOLUTION:
+            raise ValueError(f"config.grid_finest: expected ≥ {GRID_BASE_RESOLUTION} (the grid's coarsest level), "
+                             f"got {self.grid_finest!r}")
+        check_fraction("config.ambient", self.ambient)
+        check_choice("config.weighting", self.weighting, ("sds", "uniform"))
+        check_choice("config.light", self.light, ("world", "camera"))
+        check_choice("config.background", self.background, ("white", "learned"))
+        unknown = set(self.shading_probs) - set(SHADINGS)
+        if unknown or not self.shading_probs or abs(sum(self.shading_probs.values()) - 1) > 1e-6:
+            raise ValueError(f"config.shading_probs: expected probabilities over {'/'.join(SHADINGS)} summing "
+                             f"to 1, got {self.shading_probs!r}")
+
 
 class DreamFusion:
     """A text-to-3D run: ``DreamFusion(pipe, "a red duck").fit()``, then ``render``, ``turntable``, ``export_mesh``."""
 
     def __init__(self, pipe, prompt: str, config: DreamFusionConfig | None = None):
         self.config = config = config or DreamFusionConfig()
-        check_choice("config.background", config.background, ("white", "learned"))
-        check_choice("config.light", config.light, ("world", "camera"))
-        if config.lr_end is not None:
-            check_positive("config.lr_end", config.lr_end)
-        unknown = set(config.shading_probs) - {"albedo", "lambertian", "textureless"}
-        if unknown or not config.shading_probs or abs(sum(config.shading_probs.values()) - 1) > 1e-6:
-            raise ValueError(f"config.shading_probs: expected probabilities over albedo/lambertian/textureless summing "
-                             f"to 1, got {config.shading_probs!r}")
         self.device = pipe.device
+        # Every random number of a run comes from its own generator (the initial weights from its seed),
+        # so the run is a function of the seed, whatever the caller draws before, during or after it.
         self.generator = torch.Generator().manual_seed(config.seed)
-        torch.manual_seed(config.seed)
         self.prompt = PromptProcessor(pipe, prompt, config.negative_prompt, config.view_dependent)
         self.guidance = ScoreDistillation(pipe, config.guidance_scale, t_range=config.t_range,
                                           t_range_end=config.t_range_end, weighting=config.weighting)
-        encoding = HashGridEncoding(n_levels=config.grid_levels, log2_table_size=15, base_resolution=16,
-                                    finest_resolution=config.grid_finest)
-        self.geometry = DensityField(encoding, blob_density=config.blob_density, blob_radius=config.blob_radius)
-        self.background = WhiteBackground() if config.background == "white" else LearnedBackground()
+        with seeded(config.seed):
+            encoding = HashGridEncoding(n_levels=config.grid_levels, log2_table_size=15,
+                                        base_resolution=GRID_BASE_RESOLUTION, finest_resolution=config.grid_finest)
+            self.geometry = DensityField(encoding, blob_density=config.blob_density, blob_radius=config.blob_radius)
+            self.background = WhiteBackground() if config.background == "white" else LearnedBackground()
         self.renderer = VolumeRenderer(self.geometry, self.background, config.n_samples, ambient=config.ambient).to(self.device)
         self.optimizer = torch.optim.Adam(self.renderer.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
         self.step_count = 0
@@ -167,7 +194,8 @@ class DreamFusion:
         c2w, elevation, azimuth = self.sample_cameras(config.batch_size)
         shading = self._shading()
         lights = random_light_dirs(self.light_centers(c2w), generator=self.generator) if shading != "albedo" else None
-        out = self.renderer(c2w, config.render_size, self.focal(config.render_size), shading, lights)
+        out = self.renderer(c2w, config.render_size, self.focal(config.render_size), shading, lights,
+                            generator=self.generator)
         sds = self.guidance(out["rgb"].clamp(0, 1), self.prompt(elevation, azimuth),
                             progress=done, generator=self.generator)
         loss = (sds.loss + config.lambda_sparsity * out["opacity"].sum()
@@ -203,6 +231,7 @@ class DreamFusion:
         """Renders from orbit cameras at ``elevation``, ``azimuth`` (degrees, scalars or ``[B]``): ``rgb [B,3,H,W]``, ...
 
         Shaded modes light each view from the centre of ``config.light`` (no random offset)."""
+        check_choice("shading", shading, SHADINGS)
         c2w = orbit_camera(elevation, azimuth, self.config.radius).to(self.device).reshape(-1, 4, 4)
         lights = torch.nn.functional.normalize(self.light_centers(c2w), dim=-1) if shading != "albedo" else None
         outs = [self.renderer(c[None], size, self.focal(size), shading, None if lights is None else lights[i:i + 1],

@@ -36,9 +36,12 @@ def load_stable_diffusion(path_or_id, device=None, dtype=torch.float32, local_fi
 
 
 def load(name: str, device=None):
-    """A shipped prior, offline: ``"toy-sd"`` -> ``StableDiffusionPipeline``; ``"toy-clip"`` -> ``CLIP``."""
+    """A shipped prior, offline: ``"toy-sd"`` -> ``StableDiffusionPipeline``; ``"toy-clip"`` -> ``CLIP``.
+
+    Its weight files are checked against the asset manifest's sha256 first (``assets.checked_folder``).
+    """
     check_choice("name", name, tuple(SHIPPED))
-    folder = assets.HERE / SHIPPED[name]
+    folder = assets.checked_folder(SHIPPED[name])
     if name == "toy-sd":
         return load_stable_diffusion(folder, device)
     return CLIP.from_pretrained(folder, device)

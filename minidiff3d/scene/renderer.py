@@ -45,10 +45,11 @@ class VolumeRenderer(nn.Module):
         self.ambient = check_fraction("ambient", ambient)
 
     def forward(self, c2w: torch.Tensor, size: int, focal: float, shading: str = "albedo",
-                light_dirs: torch.Tensor | None = None, perturb: bool = True) -> dict[str, torch.Tensor]:
+                light_dirs: torch.Tensor | None = None, perturb: bool = True,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Returns ``rgb [B,3,H,W]`` in [0,1], ``opacity [B,1,H,W]``, ``depth [B,1,H,W]``, and for shaded
         modes ``normal [B,3,H,W]`` (opacity-weighted) and ``orientation`` (DreamFusion's penalty on
-        normals that face away from the camera, a scalar)."""
+        normals that face away from the camera, a scalar). ``perturb`` jitters the samples with ``generator``."""
         c2w = check_c2w("c2w", c2w)
         if c2w.ndim != 3:
             raise ValueError(f"c2w: expected a batch [B,4,4], got {list(c2w.shape)}")
@@ -64,7 +65,7 @@ class VolumeRenderer(nn.Module):
         orientation = torch.zeros((), device=device)
         if hit.any():
             o, d, t0, t1 = origins[hit], directions[hit], near[hit], far[hit]
-            u = stratified_samples(0.0, 1.0, self.n_samples, (len(o),), perturb).to(device)
+            u = stratified_samples(0.0, 1.0, self.n_samples, (len(o),), perturb, generator).to(device)
             z = torch.cat([t0[:, None] + (t1 - t0)[:, None] * u, t1[:, None]], -1)  # [R,S+1], the last closes the chord
             points = (o[:, None] + z[..., :-1, None] * d[:, None]).reshape(-1, 3)
             density, albedo = self.geometry(points)
