@@ -23,11 +23,12 @@ from unittest import mock
 
 import torch
 
-from minidiff3d import fields
+from minidiff3d import fields, marcher
+from minidiff3d.diffusion import classifier_free_guidance
 from minidiff3d.guidance import PromptProcessor, ScoreDistillation
-from minidiff3d.pipelines import DreamFusion, DreamFusionConfig
 from minidiff3d.priors import load
-from minidiff3d.scene import renderer as renderer_module
+from minidiff3d.runtime import frozen
+from minidiff3d.systems import System, run_config
 from timing import seconds  # benchmarks/ is on the path when a script runs
 
 
@@ -61,7 +62,7 @@ def main() -> None:
 
     def sds_step():
         x = image.clone().requires_grad_(True)
-        sds(x, embeddings).loss.backward()
+        sds.loss(x, None, {"text": embeddings}).loss.backward()
 
     def through_unet():  # the diffusion loss itself: its gradient includes the U-Net Jacobian
         x = image.clone().requires_grad_(True)
@@ -69,31 +70,31 @@ def main() -> None:
         noise, t = torch.randn_like(latents), torch.randint(20, 980, (1,))
         noisy = pipe.scheduler.add_noise(latents, noise, t)
         cond, uncond = embeddings
-        pipe.unet.requires_grad_(False)
-        out = pipe.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([cond, uncond])).sample
-        noise_cond, noise_uncond = out.chunk(2)
-        guided = noise_uncond + 100.0 * (noise_cond - noise_uncond)
+        with frozen(pipe.unet):  # the Jacobian with respect to the input, not the weights
+            out = pipe.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([cond, uncond])).sample
+        guided = classifier_free_guidance(*out.chunk(2), 100.0)
         (0.5 * (1 - pipe.scheduler.alphas_cumprod[t]) * (guided - noise).pow(2).sum()).backward()
 
     print(f"| guidance, 64x64 | SDS (no U-Net Jacobian) | {seconds(sds_step, args.repeats):.3f} |", flush=True)
     print(f"| guidance, 64x64 | baseline: backprop through the U-Net | {seconds(through_unet, args.repeats):.3f} |",
           flush=True)
 
-    def step_seconds(**config) -> float:  # every variant from the same state: a fresh run, --steps-in steps in
-        run = DreamFusion(pipe, "a yellow duck", DreamFusionConfig(albedo_steps=0, shading_probs={"textureless": 1.0},
-                                                                   **config))
+    def step_seconds(**overrides) -> float:  # every variant from the same state: a fresh run, --steps-in steps in
+        run = System.from_config(run_config("dreamfusion", "a yellow duck", {
+            "material.albedo_steps": 0, "material.shading_probs": {"textureless": 1.0}, **overrides}), pipe)
         run.fit(args.steps_in, show_progress=False)
         return seconds(run.step, args.repeats)
 
     variant = f"| DreamFusion, 32x32 textureless, step {args.steps_in} |"
     print(f"{variant} normals where the composite weighs > 1e-4 | {step_seconds():.3f} |", flush=True)
-    with mock.patch.object(renderer_module, "WEIGHT_EPS", -1.0):  # every sample "weighs": normals everywhere
+    with mock.patch.object(marcher, "WEIGHT_EPS", -1.0):  # every sample "weighs": normals everywhere
         print(f"{variant} baseline: normals at every sample | {step_seconds():.3f} |", flush=True)
     with mock.patch.object(fields, "interpolate_level", gather_level):
         print(f"{variant} baseline: hash-grid levels gathered by advanced indexing | {step_seconds():.3f} |", flush=True)
-    print(f"{variant} baseline: 48 samples per ray (the previous default) | {step_seconds(n_samples=48):.3f} |",
+    more_samples = step_seconds(**{"renderer.n_samples": 48})
+    print(f"{variant} baseline: 48 samples per ray (the previous default) | {more_samples:.3f} |",
           flush=True)
-    previous = step_seconds(guidance_scale=15.0, lambda_sparsity=0.1)
+    previous = step_seconds(**{"guidance.guidance_scale": 15.0, "system.lambda_sparsity": 0.1})
     print(f"{variant} baseline: guidance 15, opacity penalty 0.1 (the previous defaults) | {previous:.3f} |", flush=True)
 
 

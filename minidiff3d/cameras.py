@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -149,3 +150,42 @@ def frustum_corners(c2w: torch.Tensor, height: int, width: int, focal: float, de
     ) / check_positive("focal", focal)
     camera = torch.cat([corners, -torch.ones(4, 1)], -1) * check_positive("depth", depth)
     return camera @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+@dataclass
+class Cameras:
+    """A batch of orbit cameras, as systems and guidance pass them around.
+
+    ``c2w [B,4,4]``; their ``elevation`` and ``azimuth`` ``[B]`` in degrees (what view-dependent
+    prompts and relative-camera conditions read), on a sphere of ``radius``, with a horizontal
+    field of view ``fov_deg``.
+    """
+
+    c2w: torch.Tensor
+    elevation: torch.Tensor
+    azimuth: torch.Tensor
+    radius: float
+    fov_deg: float
+
+    @classmethod
+    def orbit(cls, elevation, azimuth, radius: float = 2.8, fov_deg: float = 40.0, device=None) -> "Cameras":
+        """Cameras at ``elevation, azimuth`` (degrees; numbers or ``[B]``) looking at the origin."""
+        elevation = _as_angles("elevation", elevation).reshape(-1)
+        azimuth = _as_angles("azimuth", azimuth).reshape(-1)
+        elevation, azimuth = torch.broadcast_tensors(elevation, azimuth)
+        focal_from_fov(fov_deg, 1)  # checks the field of view
+        c2w = orbit_camera(elevation, azimuth, radius).reshape(-1, 4, 4)
+        return cls(c2w.to(device) if device is not None else c2w, elevation, azimuth, check_positive("radius", radius),
+                   float(fov_deg))
+
+    def __len__(self) -> int:
+        return len(self.c2w)
+
+    def focal(self, size: int) -> float:
+        """Focal length in pixels for square renders of ``size`` pixels."""
+        return focal_from_fov(self.fov_deg, size)
+
+    def __getitem__(self, index) -> "Cameras":
+        """A sub-batch (``index``: an int, a slice or an index tensor), still batched."""
+        index = [index] if isinstance(index, int) else index
+        return Cameras(self.c2w[index], self.elevation[index], self.azimuth[index], self.radius, self.fov_deg)

@@ -4,8 +4,11 @@
 * ``HashGridEncoding``: Instant-NGP's multiresolution hash grid, in pure PyTorch.
 * ``NeRF``: the paper's MLP. ``HashGridNeRF``: a hash grid with a small MLP.
 
-Both fields take ``positions [N,3]`` and unit ``directions [N,3]`` and return
-``(rgb [N,3] in [0,1], sigma [N] ≥ 0)``.
+The field contract, the same for every field of the course (these, the text-to-3D
+``scene.DensityField``, and later ones): ``field(points [N,3], directions [N,3] or None)``
+returns ``{"density": [N] ≥ 0, "rgb": [N,3] in [0,1]}``, and ``field.density(points [N,3])``
+returns the density ``[N]`` alone, for what needs no colour (occupancy grids, normals, meshes).
+A field whose colour ignores the view direction accepts ``None``.
 """
 
 from __future__ import annotations
@@ -157,18 +160,23 @@ class NeRF(nn.Module):
         self.color_head = nn.Sequential(nn.Linear(hidden_dim + self.dir_encoding.out_dim, hidden_dim // 2), nn.ReLU(),
                                         nn.Linear(hidden_dim // 2, 3), nn.Sigmoid())
 
-    def forward(self, positions: torch.Tensor, directions: torch.Tensor):
-        sizes: dict[str, int] = {}
-        encoded = self.pos_encoding(check_tensor("positions", positions, shape=["N", 3], sizes=sizes))
-        directions = check_tensor("directions", directions, shape=["N", 3], sizes=sizes)
+    def _trunk(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(density [N], trunk features [N,hidden_dim])``."""
+        encoded = self.pos_encoding(check_tensor("points", positions, shape=["N", 3], floating=True))
         h = encoded
         for index, layer in enumerate(self.trunk):
             if index == self.skip_layer:
                 h = torch.cat([h, encoded], -1)
             h = torch.relu(layer(h))
-        sigma = torch.relu(self.sigma_head(h))[..., 0]
-        rgb = self.color_head(torch.cat([self.feature(h), self.dir_encoding(directions)], -1))
-        return rgb, sigma
+        return torch.relu(self.sigma_head(h))[..., 0], h
+
+    def density(self, positions: torch.Tensor) -> torch.Tensor:
+        return self._trunk(positions)[0]
+
+    def forward(self, positions: torch.Tensor, directions: torch.Tensor) -> dict[str, torch.Tensor]:
+        directions = check_tensor("directions", directions, shape=[len(positions), 3], floating=True)
+        density, h = self._trunk(positions)
+        return {"density": density, "rgb": self.color_head(torch.cat([self.feature(h), self.dir_encoding(directions)], -1))}
 
 
 class HashGridNeRF(nn.Module):
@@ -191,13 +199,15 @@ class HashGridNeRF(nn.Module):
         self.color_mlp = nn.Sequential(nn.Linear(geo_features + self.dir_encoding.out_dim, hidden_dim), nn.ReLU(),
                                        nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 3), nn.Sigmoid())
 
-    def density(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(sigma [N], geometry features [N,G])``."""
+    def _trunk(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(density [N], geometry features [N,G])``."""
         out = self.density_mlp(self.encoding(positions))
         return nn.functional.softplus(out[:, 0] - 4.0) * 10.0, out[:, 1:]
 
-    def forward(self, positions: torch.Tensor, directions: torch.Tensor):
-        directions = check_tensor("directions", directions, shape=[positions.shape[0], 3])
-        sigma, geometry = self.density(positions)
-        rgb = self.color_mlp(torch.cat([geometry, self.dir_encoding(directions)], -1))
-        return rgb, sigma
+    def density(self, positions: torch.Tensor) -> torch.Tensor:
+        return self._trunk(positions)[0]
+
+    def forward(self, positions: torch.Tensor, directions: torch.Tensor) -> dict[str, torch.Tensor]:
+        directions = check_tensor("directions", directions, shape=[positions.shape[0], 3], floating=True)
+        density, geometry = self._trunk(positions)
+        return {"density": density, "rgb": self.color_mlp(torch.cat([geometry, self.dir_encoding(directions)], -1))}

@@ -16,9 +16,15 @@ import torch
 import trimesh
 from scipy import ndimage
 
-from .validation import check_choice, check_tensor
+from .validation import check_choice, check_positive_int, check_tensor
 
 EXPORT_FORMATS = (".obj", ".ply", ".glb", ".stl", ".off")
+
+
+def grid_points(resolution: int, bounds=(-1.0, 1.0)) -> torch.Tensor:
+    """The course's grid ``[R,R,R,3]``: entry ``[i,j,k]`` is ``(x_i, y_j, z_k)`` over ``linspace(lo, hi, R)``."""
+    axis = torch.linspace(bounds[0], bounds[1], check_positive_int("resolution", resolution))
+    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1)
 
 
 def index_to_world(indices: torch.Tensor, resolution: int, bounds=(-1.0, 1.0)) -> torch.Tensor:

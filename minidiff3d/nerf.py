@@ -1,9 +1,10 @@
 """Fitting a radiance field to posed images: ``fit_nerf``.
 
-Each step draws a batch of random pixels from all views, renders their rays by stratified
-sampling (optionally followed by hierarchical samples from the first pass's weights) and
-descends the photometric MSE. For the hash grid, an occupancy grid skips empty space: only
-samples in cells whose density was recently above a threshold are sent through the network.
+Each step draws a batch of random pixels from all views, renders their rays with the course's
+ray marcher (stratified samples between near and far, optionally followed by hierarchical
+samples from the first pass's weights) and descends the photometric MSE. For the hash grid, an
+occupancy grid skips empty space: only samples in cells whose density was recently above a
+threshold are sent through the network.
 """
 
 from __future__ import annotations
@@ -16,104 +17,30 @@ from torch import nn
 
 from .cameras import check_c2w, get_rays
 from .fields import HashGridNeRF, NeRF
+from .images import to_channels_last
+from .marcher import OccupancyGrid, RayMarcher, SolidBackground
 from .metrics import psnr
-from .render import sample_pdf, stratified_samples, volume_render
 from .runtime import get_device, progress, seeded
 from .validation import (check_choice, check_image_range, check_non_negative_int, check_positive, check_positive_int,
                          check_tensor)
 
 
-class OccupancyGrid(nn.Module):
-    """A ``R^3`` grid over ``[-bound, bound]^3`` of which cells may hold density (Instant-NGP's density grid).
-
-    ``update`` keeps a decaying max of the field's density at a random point per cell. A cell is
-    occupied when that density is above ``min(threshold, mean density)`` (Instant-NGP's rule: a
-    faint scene whose densities all sit below the threshold keeps its denser half). Points outside the
-    box count as empty, which is right for a bounded scene such as the toy world's.
-
-    Instant-NGP decays by 0.95 per update; it takes thousands of steps a second, a CPU takes
-    tens, so the memory is shorter here (0.8 per update, every 4 steps for the first 128 steps,
-    then every 16), or the fog of the
-    initial field would be traced for hundreds of steps.
-    """
-
-    def __init__(self, resolution: int = 32, bound: float = 1.0, threshold: float = 0.05, decay: float = 0.8):
-        super().__init__()
-        self.resolution, self.bound, self.threshold, self.decay = resolution, bound, threshold, decay
-        self.register_buffer("density", torch.zeros((resolution,) * 3))  # filled by the first update
-
-    @property
-    def occupied(self) -> torch.Tensor:
-        return self.density > min(self.threshold, self.density.mean().item())
-
-    def query(self, points: torch.Tensor) -> torch.Tensor:
-        """Occupancy ``[...]`` (bool) of points ``[...,3]``."""
-        cell = ((points / self.bound + 1) / 2 * self.resolution).floor().long()
-        inside = ((cell >= 0) & (cell < self.resolution)).all(-1)
-        cell = cell.clamp(0, self.resolution - 1)
-        return inside & self.occupied[cell[..., 0], cell[..., 1], cell[..., 2]]
-
-    @torch.no_grad()
-    def update(self, density_fn, generator: torch.Generator | None = None) -> None:
-        r = self.resolution
-        idx = torch.stack(torch.meshgrid(*[torch.arange(r, device=self.density.device)] * 3, indexing="ij"), -1).reshape(-1, 3)
-        jitter = torch.rand(idx.shape, generator=generator).to(idx.device)
-        points = ((idx + jitter) / r * 2 - 1) * self.bound
-        fresh = torch.cat([density_fn(chunk) for chunk in points.split(65536)]).reshape(r, r, r)
-        self.density = torch.maximum(self.density * self.decay, fresh)
-
-
 @dataclass
 class NeRFResult:
-    """A fitted field with what it takes to render it, and its training ``history``."""
+    """A fitted ``field`` with the ``marcher`` and ``background`` it was fitted through, and its training ``history``."""
 
     field: nn.Module
-    near: float
-    far: float
-    n_samples: int
-    n_fine: int
-    background: torch.Tensor
-    occupancy: OccupancyGrid | None
+    marcher: RayMarcher
+    background: SolidBackground
     history: dict[str, list] = field(default_factory=dict)
 
     @torch.no_grad()
     def render(self, c2w: torch.Tensor, height: int, width: int, focal: float, chunk: int = 8192) -> torch.Tensor:
-        """``[H,W,3]`` image from ``c2w [4,4]`` (on the CPU)."""
+        """``[H,W,3]`` image from ``c2w [4,4]`` (on the CPU), in the layout of the photographs it was fitted to."""
         c2w = check_tensor("c2w", check_c2w("c2w", c2w), shape=[4, 4])
         device = next(self.field.parameters()).device
-        origins, directions = get_rays(c2w.to(device), height, width, focal)
-        pixels = [render_rays(self, o, d, perturb=False)["rgb"] for o, d in zip(origins.reshape(-1, 3).split(chunk),
-                                                                                 directions.reshape(-1, 3).split(chunk))]
-        return torch.cat(pixels).reshape(height, width, 3).cpu()
-
-
-def _query(model: nn.Module, points: torch.Tensor, directions: torch.Tensor, occupancy: OccupancyGrid | None):
-    """Field outputs at ``points [R,S,3]``, evaluating only occupied samples when a grid is given."""
-    flat_points, flat_dirs = points.reshape(-1, 3), directions[:, None].expand_as(points).reshape(-1, 3)
-    keep = occupancy.query(flat_points) if occupancy is not None else torch.ones(len(flat_points), dtype=torch.bool, device=points.device)
-    rgb = torch.zeros_like(flat_points)
-    sigma = torch.zeros(len(flat_points), device=points.device)
-    if keep.any():
-        rgb_kept, sigma_kept = model(flat_points[keep], flat_dirs[keep])
-        rgb, sigma = rgb.index_put((keep,), rgb_kept), sigma.index_put((keep,), sigma_kept)
-    return rgb.reshape(points.shape), sigma.reshape(points.shape[:-1])
-
-
-def render_rays(result: NeRFResult, origins: torch.Tensor, directions: torch.Tensor, perturb: bool = True,
-                generator: torch.Generator | None = None) -> dict:
-    """Render unit-direction rays ``[R,3]``: stratified samples, then ``n_fine`` importance samples
-    (both random with ``perturb``, drawn from ``generator``)."""
-    z = stratified_samples(result.near, result.far, result.n_samples, (len(origins),), perturb, generator).to(origins)
-    rgb, sigma = _query(result.field, origins[:, None] + z[..., None] * directions[:, None], directions, result.occupancy)
-    out = volume_render(sigma, rgb, z, result.background)
-    if result.n_fine:
-        mids = 0.5 * (z[:, 1:] + z[:, :-1])
-        fine = sample_pdf(mids, out["weights"][:, 1:-1].detach(), result.n_fine, deterministic=not perturb,
-                          generator=generator)
-        z = torch.sort(torch.cat([z, fine], -1), -1).values
-        rgb, sigma = _query(result.field, origins[:, None] + z[..., None] * directions[:, None], directions, result.occupancy)
-        out = volume_render(sigma, rgb, z, result.background)
-    return out
+        maps = self.marcher.render(self.field, c2w[None].to(device), height, width, focal, self.background, chunk=chunk)
+        return to_channels_last(maps["rgb"][0]).cpu()
 
 
 def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float, far: float, field: str = "hashgrid",
@@ -157,8 +84,9 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
         model = (HashGridNeRF(bound=bound) if field == "hashgrid" else NeRF()).to(device)
     use_grid = field == "hashgrid" if occupancy is None else occupancy
     grid = OccupancyGrid(bound=bound).to(device) if use_grid else None
-    result = NeRFResult(model, near, far, n_samples, n_fine, torch.as_tensor(background, dtype=torch.float32, device=device),
-                        grid, {"step": [], "loss": [], "psnr": [], "seconds": [], "test_psnr": []})
+    marcher = RayMarcher(n_samples, n_fine, near=near, far=far, occupancy=grid)
+    result = NeRFResult(model, marcher, SolidBackground(background).to(device),
+                        {"step": [], "loss": [], "psnr": [], "seconds": [], "test_psnr": []})
     if holdout is not None:
         holdout_c2ws = check_tensor("holdout c2ws", holdout[0], shape=["M", 4, 4])
         holdout_images = check_image_range("holdout images", check_tensor(
@@ -171,9 +99,9 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
     bar = progress(total=steps if steps < 10**9 else None, desc=f"fit_nerf ({field})", disable=not show_progress)
     for step in range(1, steps + 1):
         if grid is not None and step % (4 if step <= 128 else 16) == 1:  # often while the initial fog is pruned
-            grid.update(lambda p: model.density(p)[0], generator)
+            grid.update(model.density, generator)
         pick = torch.randint(len(colours), (batch_size,), generator=generator)
-        out = render_rays(result, origins[pick].to(device), directions[pick].to(device), generator=generator)
+        out = marcher(model, origins[pick].to(device), directions[pick].to(device), result.background, generator=generator)
         loss = (out["rgb"] - colours[pick].to(device)).square().mean()
         if loss.requires_grad:  # False only if every sample of the batch fell in empty cells
             optimiser.zero_grad(set_to_none=True)

@@ -14,6 +14,8 @@ from plotly.subplots import make_subplots
 import torch
 
 from .cameras import frustum_corners
+from .images import save_gif, to_channels_last  # noqa: F401  (save_gif: the turntable's file, here for notebooks)
+from .validation import check_positive_int, check_tensor
 
 
 def _np(x) -> np.ndarray:
@@ -21,7 +23,9 @@ def _np(x) -> np.ndarray:
 
 
 def image_grid(images, titles=None, ncols: int | None = None, size: float = 1.6):
-    """Show ``images [N,H,W,3]`` (or ``[N,H,W]``) in [0,1] as a grid; returns the matplotlib figure."""
+    """Show ``images [N,H,W,3]`` (or ``[N,H,W]``) in [0,1] as a grid; returns the matplotlib figure.
+
+    Channels last, as matplotlib shows them: a model's ``[N,3,H,W]`` goes through ``images.to_channels_last``."""
     import matplotlib.pyplot as plt
 
     images = _np(images)
@@ -165,22 +169,15 @@ def gallery(traces, titles, cols: int = 5, extent: float = 1.0, row_height: int 
 
 
 def turntable(render_fn, n_frames: int = 24, elevation: float = 20.0, radius: float = 2.8) -> torch.Tensor:
-    """Frames ``[F,H,W,3]`` of ``render_fn(c2w) -> [H,W,3]`` from orbit cameras evenly spaced in azimuth."""
+    """Frames ``[F,3,H,W]`` of ``render_fn(c2w [4,4]) -> [3,H,W]`` from orbit cameras evenly spaced in azimuth,
+    starting at the front (azimuth 0). A renderer of photographs (``[H,W,3]``) goes through
+    ``images.to_channels_first``."""
     from .cameras import orbit_camera
 
-    return torch.stack([render_fn(c2w) for c2w in orbit_camera(elevation, torch.arange(n_frames) * 360.0 / n_frames, radius)])
+    frames = [render_fn(c2w) for c2w in orbit_camera(elevation, torch.arange(check_positive_int("n_frames", n_frames))
+                                                     * 360.0 / n_frames, radius)]
+    return torch.stack([check_tensor("render_fn(c2w)", frame, shape=[3, None, None]) for frame in frames])
 
-
-def save_gif(frames, path, fps: int = 12, scale: int = 1):
-    """Write frames ``[F,H,W,3]`` in [0,1] as a looping GIF, each pixel repeated ``scale`` times; returns the path."""
-    from pathlib import Path
-
-    from PIL import Image
-
-    array = (np.clip(_np(frames), 0, 1) * 255).round().astype(np.uint8).repeat(scale, 1).repeat(scale, 2)
-    images = [Image.fromarray(frame) for frame in array]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return Path(path)
 
 
 # Static pictures. A stored notebook is often read without a kernel or JavaScript (GitHub,

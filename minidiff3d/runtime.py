@@ -48,6 +48,26 @@ def seeded(seed: int):
         yield
 
 
+@contextmanager
+def frozen(*parts):
+    """Switch off ``requires_grad`` on the parameters of ``parts`` (modules, or parameters themselves) for a block,
+    then restore each flag as it was.
+
+    Gradients still flow *through* the modules to their inputs (a renderer's pixels through a VAE
+    encoder), but none is computed or stored for their weights. The caller's modules come back
+    as they were lent: freezing someone else's pipeline for good is a side effect they did not ask for.
+    """
+    params = [p for part in parts for p in (part.parameters() if isinstance(part, torch.nn.Module) else [part])]
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from minidiff3d.fields import HashGridEncoding, HashGridNeRF, NeRF, PositionalEncoding, spatial_hash
+from minidiff3d.scene import DensityField
 
 
 def test_encoding_widths():
@@ -67,8 +68,8 @@ def test_nerf_skip_connection_goes_where_configured():
         model = NeRF(hidden_dim=32, num_layers=8, skip_layer=skip)
         widths = [layer.in_features for layer in model.trunk]
         assert widths[skip] == 32 + 63 and all(w in (63, 32) for i, w in enumerate(widths) if i != skip)
-        rgb, sigma = model(torch.rand(7, 3), torch.nn.functional.normalize(torch.randn(7, 3), dim=-1))
-        assert rgb.shape == (7, 3) and sigma.shape == (7,) and (sigma >= 0).all()
+        out = model(torch.rand(7, 3), torch.nn.functional.normalize(torch.randn(7, 3), dim=-1))
+        assert out["rgb"].shape == (7, 3) and out["density"].shape == (7,) and (out["density"] >= 0).all()
     with pytest.raises(ValueError, match="skip_layer: expected None or an index in 1..7, got 9"):
         NeRF(skip_layer=9)
 
@@ -78,16 +79,28 @@ def test_nerf_colour_depends_on_direction_and_density_does_not():
     torch.nn.init.normal_(model.sigma_head.bias, 1.0)
     x = torch.rand(4, 3)
     d1, d2 = torch.tensor([[0.0, 0, 1]]).expand(4, 3), torch.tensor([[1.0, 0, 0]]).expand(4, 3)
-    (rgb1, s1), (rgb2, s2) = model(x, d1), model(x, d2)
-    assert torch.equal(s1, s2) and not torch.allclose(rgb1, rgb2)
+    one, two = model(x, d1), model(x, d2)
+    assert torch.equal(one["density"], two["density"]) and not torch.allclose(one["rgb"], two["rgb"])
 
 
-def test_hash_grid_nerf_shapes_and_errors():
-    model = HashGridNeRF()
-    rgb, sigma = model(torch.rand(9, 3), torch.rand(9, 3))
-    assert rgb.shape == (9, 3) and sigma.shape == (9,) and (sigma >= 0).all()
+@pytest.mark.parametrize("make", [lambda: NeRF(hidden_dim=32), HashGridNeRF, DensityField], ids=["NeRF", "HashGridNeRF", "DensityField"])
+def test_every_field_keeps_the_one_contract(make):
+    # field(points, directions) -> {"density": [N] >= 0, "rgb": [N,3] in [0,1]}, and density(points) agrees with it.
+    torch.manual_seed(0)
+    model = make()
+    points = torch.rand(9, 3) * 1.6 - 0.8
+    directions = torch.nn.functional.normalize(torch.randn(9, 3), dim=-1)
+    out = model(points, directions)
+    assert set(out) == {"density", "rgb"} and out["density"].shape == (9,) and out["rgb"].shape == (9, 3)
+    assert (out["density"] >= 0).all() and ((out["rgb"] >= 0) & (out["rgb"] <= 1)).all()
+    assert torch.equal(model.density(points), out["density"])
+    with pytest.raises(ValueError, match=r"points: expected shape \[N, 3\]"):
+        model.density(torch.rand(9, 2))
+
+
+def test_hash_grid_nerf_names_mismatched_directions():
     with pytest.raises(ValueError, match=r"directions: expected shape \[9, 3\], got \[8, 3\]"):
-        model(torch.rand(9, 3), torch.rand(8, 3))
+        HashGridNeRF()(torch.rand(9, 3), torch.rand(8, 3))
 
 
 def test_dense_level_matches_an_explicit_trilinear_gather():

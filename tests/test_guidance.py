@@ -1,13 +1,12 @@
 """Score distillation and prompts, on a tiny Stable Diffusion pipeline built from configs, saved and reloaded
 exactly as real weights would be (the same code path as SD 2.1)."""
 
-import copy
-
 import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from minidiff3d.guidance import PromptProcessor, ScoreDistillation, epsilon_from_output, guided_noise_prediction, sds_weight
+from minidiff3d.diffusion import classifier_free_guidance
+from minidiff3d.guidance import PromptProcessor, ScoreDistillation, epsilon_from_output, sds_weight
 from minidiff3d.priors import load_stable_diffusion, tiny_stable_diffusion
 
 
@@ -22,7 +21,8 @@ def test_sds_loss_gradient_with_respect_to_latents_is_the_returned_gradient(pipe
     sds = ScoreDistillation(pipe, guidance_scale=20.0)
     prompts = PromptProcessor(pipe, "a red duck")
     images = torch.rand(2, 3, 32, 32, requires_grad=True)
-    out = sds(images, prompts(torch.tensor([10.0, 70.0]), torch.tensor([0.0, 180.0])), generator=torch.Generator().manual_seed(0))
+    conditions = {"text": prompts(torch.tensor([10.0, 70.0]), torch.tensor([0.0, 180.0]))}
+    out = sds.loss(images, None, conditions, generator=torch.Generator().manual_seed(0))
     out.latents.retain_grad()
     out.loss.backward()
     assert torch.allclose(out.latents.grad, out.grad, atol=1e-6)
@@ -49,13 +49,13 @@ def test_sds_noise_prediction_is_the_cfg_combination_of_two_unet_passes(pipe):
 
 def test_guidance_forms_and_weights_by_hand():
     c, u = torch.tensor([2.0]), torch.tensor([1.0])
-    assert guided_noise_prediction(c, u, 3.0) == 4.0  # 1 + 3 (2 - 1)
-    assert guided_noise_prediction(c, u, 3.0, "threestudio") == 5.0  # 2 + 3 (2 - 1)
+    assert classifier_free_guidance(c, u, 3.0) == 4.0  # 1 + 3 (2 - 1)
+    assert classifier_free_guidance(c, u, 3.0, "threestudio") == 5.0  # 2 + 3 (2 - 1)
     a = torch.tensor([0.9, 0.1])
     assert torch.allclose(sds_weight(a), torch.tensor([0.1, 0.9]))
     assert torch.equal(sds_weight(a, "uniform"), torch.ones(2))
     with pytest.raises(ValueError, match="form"):
-        guided_noise_prediction(c, u, 3.0, "imagen")
+        classifier_free_guidance(c, u, 3.0, "imagen")
 
 
 def test_epsilon_from_a_v_prediction_recovers_the_noise():
@@ -71,7 +71,8 @@ def test_timestep_range_and_its_annealing(pipe):
     assert sds.timestep_bounds(0.0) == (20, 979)
     assert sds.timestep_bounds(1.0) == (20, 499)
     assert sds.timestep_bounds(0.5) == (20, 739)
-    out = sds(torch.rand(8, 3, 32, 32), PromptProcessor(pipe, "a red duck")(torch.zeros(8), torch.zeros(8)), progress=1.0)
+    out = sds.loss(torch.rand(8, 3, 32, 32), None, {"text": PromptProcessor(pipe, "a red duck")(torch.zeros(8), torch.zeros(8))},
+                   progress=1.0)
     assert out.t.min() >= 20 and out.t.max() <= 499
     with pytest.raises(ValueError, match="t_range"):
         ScoreDistillation(pipe, t_range=(0.5, 0.2))
@@ -83,13 +84,13 @@ def test_sds_rejects_bad_renders_and_mismatched_embeddings(pipe):
     sds = ScoreDistillation(pipe)
     embeddings = PromptProcessor(pipe, "a red duck")(torch.zeros(2), torch.zeros(2))
     with pytest.raises(ValueError, match=r"images: expected values in \[0, 1\]"):
-        sds(torch.rand(2, 3, 32, 32) * 2 - 1, embeddings)
+        sds.loss(torch.rand(2, 3, 32, 32) * 2 - 1, None, {"text": embeddings})
     with pytest.raises(ValueError, match="text_embeddings"):
-        sds(torch.rand(3, 3, 32, 32), embeddings)
+        sds.loss(torch.rand(3, 3, 32, 32), None, {"text": embeddings})
     with pytest.raises(ValueError, match="latents"):
         sds.from_latents(torch.randn(2, 3, 16, 16), embeddings)
     with pytest.raises(ValueError, match="images"):
-        sds(torch.full((2, 3, 32, 32), float("nan")), embeddings)
+        sds.loss(torch.full((2, 3, 32, 32), float("nan")), None, {"text": embeddings})
     with pytest.raises(ValueError, match="grad_clip"):
         ScoreDistillation(pipe, grad_clip=-1.0)
 
@@ -106,10 +107,28 @@ def test_sds_names_a_bad_setting(pipe, kwargs, message):
         ScoreDistillation(pipe, **kwargs)
 
 
+def test_sds_leaves_the_callers_pipeline_as_it_was_lent(pipe):
+    # The prior stays frozen during the step without SDS switching off the caller's flags for good.
+    modules = (pipe.unet, pipe.vae, pipe.text_encoder)
+    flags = [[p.requires_grad for p in m.parameters()] for m in modules]
+    assert all(all(f) for f in flags)  # a freshly loaded pipeline is trainable
+    sds = ScoreDistillation(pipe, guidance_scale=7.5)
+    images = torch.rand(1, 3, 32, 32, requires_grad=True)
+    sds.loss(images, None, {"text": PromptProcessor(pipe, "a red duck")(torch.zeros(1), torch.zeros(1))}).loss.backward()
+    assert [[p.requires_grad for p in m.parameters()] for m in modules] == flags
+    assert all(p.grad is None for m in modules for p in m.parameters())  # no gradient reached the prior's weights
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_sds_reads_the_text_condition_by_name(pipe):
+    with pytest.raises(ValueError, match=r"conditions: expected a dict with 'text'.*got \['image'\]"):
+        ScoreDistillation(pipe).loss(torch.rand(1, 3, 32, 32), None, {"image": torch.rand(1, 3, 32, 32)})
+
+
 def test_sds_draws_every_random_number_from_its_generator(pipe):
     sds = ScoreDistillation(pipe)
     images, embeddings = torch.rand(2, 3, 32, 32), PromptProcessor(pipe, "a red duck")(torch.zeros(2), torch.zeros(2))
-    run = lambda: sds(images, embeddings, generator=torch.Generator().manual_seed(0)).grad
+    run = lambda: sds.loss(images, None, {"text": embeddings}, generator=torch.Generator().manual_seed(0)).grad
     first = run()
     torch.rand(1)  # the VAE's posterior sample too: a global draw between runs changes nothing
     torch.testing.assert_close(run(), first, rtol=0, atol=0)
@@ -144,7 +163,7 @@ def test_train_denoiser_conditions_a_unet_on_rows_of_label_embeddings(pipe):
     from minidiff3d.diffusion import train_denoiser
 
     calls = []
-    unet = copy.deepcopy(pipe.unet).requires_grad_(True)  # SDS froze the fixture's; train a copy
+    unet = tiny_stable_diffusion().unet  # its own, so that training it leaves the shared fixture as it was
 
     class Recording(torch.nn.Module):  # the tiny U-Net, recording what it is conditioned on
         def __init__(self):

@@ -178,15 +178,33 @@ def test_ssim_matches_scikit_image():
 def test_turntable_gif_has_every_frame(tmp_path):
     from PIL import Image
 
+    from minidiff3d.images import to_channels_first, to_channels_last
     from minidiff3d.plotting import save_gif, turntable
     from minidiff3d.toyworld import make_object, render
 
     duck = make_object("duck", "red", 0)
-    frames = turntable(lambda c2w: render(duck, c2w, 16, 16)["image"], n_frames=6)
-    assert frames.shape == (6, 16, 16, 3)
+    frames = turntable(lambda c2w: to_channels_first(render(duck, c2w, 16, 20)["image"]), n_frames=6)
+    assert frames.shape == (6, 3, 16, 20)  # the systems' layout, [F,3,H,W]
     assert not torch.equal(frames[0], frames[3])  # the front and the back differ
     gif = Image.open(save_gif(frames, tmp_path / "turn.gif", scale=2))
-    assert gif.n_frames == 6 and gif.size == (32, 32)
+    assert gif.n_frames == 6 and gif.size == (40, 32)  # PIL's size is (width, height)
+    gif.seek(3)
+    pixels = torch.tensor(list(gif.convert("RGB").getdata()), dtype=torch.float32).reshape(32, 40, 3)[::2, ::2] / 255
+    assert (pixels - to_channels_last(frames[3])).abs().max() < 0.05  # the GIF holds the frame the right way round
+    with pytest.raises(ValueError, match=r"render_fn\(c2w\): expected shape \[3, None, None\]"):
+        turntable(lambda c2w: render(duck, c2w, 16, 16)["image"], n_frames=2)  # a photograph's layout, unconverted
+
+
+def test_image_layout_converters_are_inverse_and_name_bad_input():
+    from minidiff3d.images import to_channels_first, to_channels_last
+
+    images = torch.rand(2, 5, 7, 3)
+    assert to_channels_first(images).shape == (2, 3, 5, 7) and torch.equal(to_channels_last(to_channels_first(images)), images)
+    assert to_channels_last(torch.rand(3, 5, 7)).shape == (5, 7, 3)
+    with pytest.raises(ValueError, match=r"images: expected images \[\.\.\.,H,W,3\]"):
+        to_channels_first(torch.rand(2, 3, 5, 7))
+    with pytest.raises(ValueError, match=r"images: expected images \[\.\.\.,3,H,W\]"):
+        to_channels_last(torch.rand(5, 7))
 
 
 def test_gallery_puts_each_trace_in_its_own_scene():

@@ -3,7 +3,8 @@ import torch
 
 from minidiff3d.cameras import orbit_camera
 from minidiff3d.metrics import psnr
-from minidiff3d.nerf import OccupancyGrid, fit_nerf
+from minidiff3d.marcher import OccupancyGrid
+from minidiff3d.nerf import fit_nerf
 from minidiff3d.toyworld import make_object, render_views
 
 

@@ -5,12 +5,12 @@ package adds only what the course teaches.
 """
 
 from .point_cloud import PointCloudTransformer
-from .sampling import guided_noise, sample
+from .sampling import classifier_free_guidance, guided_noise, sample
 from .sdf_unet import SDFUNet3D
 from .shipped import load_point_cloud_prior, load_sdf_prior, load_shipped_denoiser
 from .training import TrainingResult, train_denoiser, training_target
 
 __all__ = [
-    "PointCloudTransformer", "SDFUNet3D", "TrainingResult", "guided_noise", "load_point_cloud_prior", "load_sdf_prior",
+    "PointCloudTransformer", "SDFUNet3D", "TrainingResult", "classifier_free_guidance", "guided_noise", "load_point_cloud_prior", "load_sdf_prior",
     "load_shipped_denoiser", "sample", "train_denoiser", "training_target",
 ]

@@ -11,7 +11,19 @@ import torch
 from diffusers import SchedulerMixin
 
 from ..runtime import progress
-from ..validation import check_non_negative, check_positive_int, check_tensor
+from ..validation import check_choice, check_non_negative, check_positive_int, check_tensor
+
+CFG_FORMS = ("diffusers", "threestudio")
+
+
+def classifier_free_guidance(cond: torch.Tensor, uncond: torch.Tensor, scale: float, form: str = "diffusers") -> torch.Tensor:
+    """The guided estimate from conditional and unconditional ones: the course's only CFG combination.
+
+    ``"diffusers"``: ``uncond + s (cond - uncond)``; ``"threestudio"``: ``cond + s (cond - uncond)``, which
+    is the first at ``s + 1`` (see the module docstring).
+    """
+    check_choice("form", form, CFG_FORMS)
+    return (uncond if form == "diffusers" else cond) + scale * (cond - uncond)
 
 
 def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: torch.Tensor | None,
@@ -24,7 +36,7 @@ def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: tor
         return model(x_t, t, class_labels).sample
     null = torch.full_like(class_labels, model.null_class)
     eps_cond, eps_uncond = model(torch.cat([x_t, x_t]), t, torch.cat([class_labels, null])).sample.chunk(2)
-    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+    return classifier_free_guidance(eps_cond, eps_uncond, guidance_scale)
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from diffusers import DDIMScheduler
 
-from ..guidance import guided_noise_prediction, sds_weight
+from ..diffusion.sampling import classifier_free_guidance
+from ..guidance import sds_weight
 from ..priors.captions import VIEWS, view_name
 from ..priors.toy_sd import SD_SCHEDULE
 from . import Exercise, _describe, register, repeat
@@ -26,7 +27,7 @@ def _latents(g, batch=None):
 
 
 def _cfg_reference(noise_cond, noise_uncond, scale):
-    return guided_noise_prediction(noise_cond, noise_uncond, scale, "diffusers")
+    return classifier_free_guidance(noise_cond, noise_uncond, scale, "diffusers")
 
 
 def _cfg_cases(g):
@@ -45,9 +46,9 @@ def _cfg_diagnose(got, expected, kwargs):
     got = torch.as_tensor(got)
     if got.shape != c.shape:
         return "the guided prediction has the shape of either prediction."
-    if torch.allclose(got, guided_noise_prediction(c, u, s, "threestudio"), atol=1e-4):
+    if torch.allclose(got, classifier_free_guidance(c, u, s, "threestudio"), atol=1e-4):
         return "that is threestudio's form, which starts from ε_c; diffusers' (asked for here) starts from ε_u."
-    if torch.allclose(got, guided_noise_prediction(u, c, s), atol=1e-4):
+    if torch.allclose(got, classifier_free_guidance(u, c, s), atol=1e-4):
         return "the conditional and unconditional predictions are swapped: guidance moves away from ε_u, towards ε_c."
     return "scale 0 gives the unconditional prediction, scale 1 the conditional one, and the result is linear in the scale."
 
@@ -117,7 +118,7 @@ def sds_step(latents, noise, t, alphas_cumprod, denoiser, guidance_scale, weight
     """
     a = alphas_cumprod[t].view(-1, 1, 1, 1)
     with torch.no_grad():  # SDS skips the U-Net's Jacobian: the prior only runs forward
-        noise_pred = guided_noise_prediction(*denoiser(a.sqrt() * latents + (1 - a).sqrt() * noise, t), guidance_scale)
+        noise_pred = classifier_free_guidance(*denoiser(a.sqrt() * latents + (1 - a).sqrt() * noise, t), guidance_scale)
     grad = sds_weight(alphas_cumprod[t], weighting).view(-1, 1, 1, 1) * (noise_pred - noise)
     target = (latents - grad).detach()
     return grad, 0.5 * (latents - target).pow(2).sum()

@@ -1,6 +1,9 @@
-"""Guidance: how a 2-D diffusion prior scores renders of a 3-D scene (SDS), and the prompts it sees."""
+"""Guidance: how a 2-D diffusion prior scores renders of a 3-D scene (``base``: the one interface; SDS), and the prompts it sees."""
 
-from .prompt import PromptProcessor
-from .sds import ScoreDistillation, SDSOutput, distill_image, epsilon_from_output, guided_noise_prediction, sds_weight
+from .base import Guidance, GuidanceOutput, text_condition
+from .prompt import PromptConfig, PromptProcessor
+from .sds import SDSConfig, ScoreDistillation, distill_image, epsilon_from_output, sds_weight
+from .vsd import VariationalScoreDistillation, VSDConfig
 
-__all__ = ["PromptProcessor", "SDSOutput", "ScoreDistillation", "distill_image", "epsilon_from_output", "guided_noise_prediction", "sds_weight"]
+__all__ = ["Guidance", "GuidanceOutput", "PromptConfig", "PromptProcessor", "SDSConfig", "ScoreDistillation", "VSDConfig",
+           "VariationalScoreDistillation", "distill_image", "epsilon_from_output", "sds_weight", "text_condition"]

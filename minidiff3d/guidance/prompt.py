@@ -7,14 +7,29 @@ negative prompt once) and hands out ``[B,L,D]`` embeddings for a batch of camera
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+
+from ..cameras import Cameras
 
 from ..priors.captions import VIEWS, view_name, with_view
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
+
+
+@dataclass
+class PromptConfig:
+    """The prompt of a run: ``text``, the ``negative`` prompt, and whether view suffixes are appended."""
+
+    text: str = ""
+    negative: str = ""
+    view_dependent: bool = True
+
+    def build(self, pipe: StableDiffusionPipeline) -> "PromptProcessor":
+        return PromptProcessor(pipe, self.text, self.negative, self.view_dependent)
 
 
 class PromptProcessor:
@@ -52,3 +67,7 @@ class PromptProcessor:
         """``(conditional, unconditional)`` embeddings ``[B,L,D]`` for cameras with these angles ``[B]`` (degrees)."""
         cond = torch.stack([self._cond[v] for v in self._views(elevation_deg, azimuth_deg)])
         return cond, self._uncond.expand_as(cond)
+
+    def conditions(self, cameras: Cameras) -> dict:
+        """The guidance's ``conditions`` for these cameras: ``{"text": (cond, uncond)}``."""
+        return {"text": self(cameras.elevation, cameras.azimuth)}

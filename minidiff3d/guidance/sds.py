@@ -10,46 +10,34 @@ render and the prior. We apply it with the stop-gradient trick: ``target = (z - 
 and ``loss = ½‖z - target‖²``, whose gradient with respect to ``z`` is exactly ``grad``, so
 autograd carries it through the encoder and the renderer to θ.
 
-Classifier-free guidance (CFG), with scale s, conditional ε_c and unconditional ε_u:
+Classifier-free guidance (CFG), with scale s, conditional ε_c and unconditional ε_u
+(``diffusion.sampling.classifier_free_guidance``):
     ``cfg="diffusers"`` (the default, as in diffusers and the DreamFusion paper): ε̂ = ε_u + s (ε_c - ε_u)
     ``cfg="threestudio"``:                                                        ε̂ = ε_c + s (ε_c - ε_u)
 The second is the first with s + 1, so "guidance 100" means 100 in one and 101 in the other.
+
+The prior stays frozen without touching the caller's pipeline: the U-Net runs under
+``no_grad``, and the VAE encoder (which the gradient must cross to reach the renders) runs
+inside ``runtime.frozen``, which gives every ``requires_grad`` flag back afterwards.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
+from ..cameras import Cameras
+from ..diffusion.sampling import CFG_FORMS, classifier_free_guidance
+from ..runtime import frozen
 from ..validation import (check_choice, check_fraction, check_images, check_interval, check_non_negative, check_positive,
-                          check_tensor)
+                          check_positive_int, check_tensor)
+from .base import GuidanceOutput, text_condition
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
-
-
-@dataclass
-class SDSOutput:
-    """``loss`` (a scalar whose gradient w.r.t. ``latents`` is ``grad``), ``grad [B,4,h,w]``,
-    the timesteps ``t [B]``, the render's ``latents``, the guided noise estimate ``noise_pred`` and the true ``noise``."""
-
-    loss: torch.Tensor
-    grad: torch.Tensor
-    t: torch.Tensor
-    latents: torch.Tensor
-    noise_pred: torch.Tensor
-    noise: torch.Tensor
-
-
-def guided_noise_prediction(noise_cond: torch.Tensor, noise_uncond: torch.Tensor, scale: float,
-                            form: str = "diffusers") -> torch.Tensor:
-    """Classifier-free guidance in either form (see the module docstring)."""
-    check_choice("form", form, ("diffusers", "threestudio"))
-    base = noise_uncond if form == "diffusers" else noise_cond
-    return base + scale * (noise_cond - noise_uncond)
 
 
 def epsilon_from_output(scheduler, model_output: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -81,6 +69,31 @@ def sds_weight(alphas_cumprod: torch.Tensor, weighting: str = "sds") -> torch.Te
     return 1 - alphas_cumprod if weighting == "sds" else torch.ones_like(alphas_cumprod)
 
 
+@dataclass
+class SDSConfig:
+    """``ScoreDistillation``'s arguments (see there), as a run's config holds them."""
+
+    guidance_scale: float = 100.0
+    cfg: Literal["diffusers", "threestudio"] = "diffusers"
+    t_range: tuple[float, float] = (0.02, 0.98)
+    t_range_end: tuple[float, float] | None = None
+    weighting: Literal["sds", "uniform"] = "sds"
+    grad_clip: float | None = None
+
+    def __post_init__(self):
+        check_non_negative("guidance.guidance_scale", self.guidance_scale)
+        check_choice("guidance.cfg", self.cfg, CFG_FORMS)
+        check_t_range("guidance.t_range", self.t_range)
+        if self.t_range_end is not None:
+            check_t_range("guidance.t_range_end", self.t_range_end)
+        check_choice("guidance.weighting", self.weighting, ("sds", "uniform"))
+        if self.grad_clip is not None:
+            check_positive("guidance.grad_clip", self.grad_clip)
+
+    def build(self, pipe: StableDiffusionPipeline) -> "ScoreDistillation":
+        return ScoreDistillation(pipe, **vars(self))
+
+
 class ScoreDistillation:
     """SDS guidance from any ``StableDiffusionPipeline`` (toy SD, or SD 2.1 loaded from a path or id).
 
@@ -97,7 +110,7 @@ class ScoreDistillation:
 
     def __init__(self, pipe: StableDiffusionPipeline, guidance_scale: float = 100.0, cfg: str = "diffusers",
                  t_range=(0.02, 0.98), t_range_end=None, weighting: str = "sds", grad_clip: float | None = None):
-        check_choice("cfg", cfg, ("diffusers", "threestudio"))
+        check_choice("cfg", cfg, CFG_FORMS)
         check_choice("weighting", weighting, ("sds", "uniform"))
         self.t_range = check_t_range("t_range", t_range)
         self.t_range_end = None if t_range_end is None else check_t_range("t_range_end", t_range_end)
@@ -107,8 +120,6 @@ class ScoreDistillation:
         self.scheduler = pipe.scheduler
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(pipe.device)
         self.resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder):  # the prior stays frozen
-            module.requires_grad_(False)
 
     def timestep_bounds(self, progress: float = 0.0) -> tuple[int, int]:
         """The integer timesteps [lo, hi] that t is drawn from at ``progress`` in [0, 1] of the optimisation."""
@@ -126,7 +137,8 @@ class ScoreDistillation:
         images = check_images("images", images).to(self.pipe.device, self.pipe.vae.dtype)
         if images.shape[-2:] != (self.resolution, self.resolution):
             images = F.interpolate(images, (self.resolution, self.resolution), mode="bilinear", align_corners=False)
-        posterior = self.pipe.vae.encode(images * 2 - 1).latent_dist  # the VAE was trained on [-1, 1]
+        with frozen(self.pipe.vae):  # gradients reach the renders, never the prior's weights
+            posterior = self.pipe.vae.encode(images * 2 - 1).latent_dist  # the VAE was trained on [-1, 1]
         return posterior.sample(generator) * self.pipe.vae.config.scaling_factor
 
     @torch.no_grad()
@@ -135,21 +147,48 @@ class ScoreDistillation:
         noisy, t = torch.cat([noisy, noisy]), torch.cat([t, t])
         out = self.pipe.unet(noisy, t, torch.cat([cond, uncond]).to(noisy.dtype)).sample
         noise_cond, noise_uncond = epsilon_from_output(self.scheduler, out, noisy, t).chunk(2)
-        return guided_noise_prediction(noise_cond, noise_uncond, self.guidance_scale, self.cfg)
+        return classifier_free_guidance(noise_cond, noise_uncond, self.guidance_scale, self.cfg)
 
-    def __call__(self, images: torch.Tensor, text_embeddings: tuple[torch.Tensor, torch.Tensor], progress: float = 0.0,
-                 generator: torch.Generator | None = None) -> SDSOutput:
-        """SDS for renders ``images [B,3,H,W]`` in [0,1] and ``(cond, uncond)`` embeddings ``[B,L,D]``.
+    def loss(self, images: torch.Tensor, cameras: Cameras | None, conditions: dict, progress: float = 0.0,
+             generator: torch.Generator | None = None) -> GuidanceOutput:
+        """SDS for renders ``images [B,3,H,W]`` in [0,1] under ``conditions["text"] = (cond, uncond)`` ``[B,L,D]``
+        (the guidance interface, ``guidance.base``; SDS does not read ``cameras``).
 
         ``loss.backward()`` sends ``grad`` into the latents (and on, through the encoder, to the
         renders). ``progress`` in [0,1] moves the t range when ``t_range_end`` is set.
         """
-        return self.from_latents(self.encode(images, generator), text_embeddings, progress, generator)
+        return self.from_latents(self.encode(images, generator), text_condition(conditions), progress, generator)
+
+    def update(self, images: torch.Tensor, cameras: Cameras | None, conditions: dict, progress: float = 0.0,
+               generator: torch.Generator | None = None) -> dict[str, float]:
+        """SDS learns nothing during a run."""
+        return {}
+
+    def close(self) -> None:
+        """SDS leaves nothing on the pipeline to remove."""
+
+    def update_from_latents(self, latents: torch.Tensor, cond: torch.Tensor, cameras: Cameras | None = None,
+                            generator: torch.Generator | None = None) -> dict[str, float]:
+        """``update`` on scaled latents directly: SDS learns nothing."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """What the guidance learned during a run, for a checkpoint: nothing, for SDS."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()``."""
 
     def from_latents(self, latents: torch.Tensor, text_embeddings: tuple[torch.Tensor, torch.Tensor],
-                     progress: float = 0.0, generator: torch.Generator | None = None) -> SDSOutput:
-        """SDS on scaled latents ``[B,4,h,w]`` directly (what ``__call__`` does after encoding the renders)."""
+                     progress: float = 0.0, generator: torch.Generator | None = None) -> GuidanceOutput:
+        """SDS on scaled latents ``[B,4,h,w]`` directly (what ``loss`` does after encoding the renders)."""
         cond, uncond = text_embeddings
+        t, noise, noisy = self._noised(latents, cond, uncond, progress, generator)
+        noise_pred = self.noise_prediction(noisy, t, cond.to(latents.device), uncond.to(latents.device))
+        return self._surrogate(latents, t, noise_pred, noise, noise)
+
+    def _noised(self, latents, cond, uncond, progress, generator) -> tuple[torch.Tensor, ...]:
+        """``(t [B], ε, z_t)``: a timestep from the current range and fresh noise, both from ``generator``."""
         sizes = {"B": len(latents)}
         check_tensor("latents", latents, shape=["B", self.pipe.unet.config.in_channels, None, None], sizes=sizes,
                      floating=True)
@@ -159,25 +198,30 @@ class ScoreDistillation:
         device = latents.device
         t = torch.randint(lo, hi + 1, (len(latents),), generator=generator, device="cpu").to(device)
         noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device, latents.dtype)
-        noisy = self.scheduler.add_noise(latents.detach(), noise, t)
-        noise_pred = self.noise_prediction(noisy, t, cond.to(device), uncond.to(device))
+        return t, noise, self.scheduler.add_noise(latents.detach(), noise, t)
+
+    def _surrogate(self, latents, t, noise_pred, baseline, noise, extras=None) -> GuidanceOutput:
+        """The gradient ``w(t) (noise_pred - baseline)`` and the loss ``½‖z - sg(z - grad)‖²`` whose gradient it is.
+
+        SDS's baseline is the injected noise ε; VSD's is the LoRA's estimate."""
         w = sds_weight(self.alphas_cumprod[t], self.weighting).view(-1, 1, 1, 1).to(latents.dtype)
-        grad = w * (noise_pred - noise)
+        grad = w * (noise_pred - baseline)
         if self.grad_clip is not None:
             grad = grad.clamp(-self.grad_clip, self.grad_clip)
         target = (latents - grad).detach()
         loss = 0.5 * (latents - target).pow(2).sum()  # d loss / d latents = latents - target = grad
-        return SDSOutput(loss, grad, t, latents, noise_pred, noise)
-
+        return GuidanceOutput(loss, grad, t, latents, noise_pred, noise, extras or {})
 
 def distill_image(guidance: ScoreDistillation, text_embeddings: tuple[torch.Tensor, torch.Tensor], steps: int = 200,
-                  lr: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, list[float]]:
-    """SDS with no 3-D at all: optimise one image's latents ``[1,4,h,w]`` directly, then decode them.
+                  lr: float = 0.05, seed: int = 0, particles: int = 1) -> tuple[torch.Tensor, list[float]]:
+    """Score distillation with no 3-D at all: optimise ``particles`` images' latents ``[P,4,h,w]`` directly, then decode them.
 
     The latents start as the encoding of a grey image. ``text_embeddings`` are one prompt's
-    ``(cond, uncond)`` ``[1,L,D]``. Returns the decoded image ``[1,3,H,W]`` in [0,1] and the SDS
-    loss per step. It isolates what the guidance alone does: the CFG scale's effect on saturation,
-    and how alike the results of different seeds are (SDS seeks a mode).
+    ``(cond, uncond)`` ``[1,L,D]``. Returns the decoded images ``[P,3,H,W]`` in [0,1] and the
+    guidance loss per step. It isolates what the guidance alone does: the CFG scale's effect on
+    saturation, and how alike the results are (SDS seeks a mode). After each step the guidance's
+    ``update_from_latents`` sees the particles (VSD's LoRA learns them; SDS does nothing), which is
+    why VSD's particles stay apart: each is scored against the distribution of all of them.
 
     Why latents and not pixels: the SDS gradient on pixels comes back through the VAE encoder,
     which turns it into high-frequency patterns that Adam happily amplifies; a renderer's
@@ -185,17 +229,20 @@ def distill_image(guidance: ScoreDistillation, text_embeddings: tuple[torch.Tens
     """
     generator = torch.Generator().manual_seed(seed)
     pipe = guidance.pipe
+    particles = check_positive_int("particles", particles)
+    cond, uncond = (e.expand(particles, -1, -1) for e in text_embeddings)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     with torch.no_grad():
-        start = guidance.encode(torch.full((1, 3, size, size), 0.5, device=pipe.device), generator)
+        start = guidance.encode(torch.full((particles, 3, size, size), 0.5, device=pipe.device), generator)
     latents = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], lr=lr)
     losses = []
     for step in range(steps):
-        out = guidance.from_latents(latents, text_embeddings, progress=step / max(steps - 1, 1), generator=generator)
+        out = guidance.from_latents(latents, (cond, uncond), progress=step / max(steps - 1, 1), generator=generator)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
+        guidance.update_from_latents(latents.detach(), cond, None, generator)
         losses.append(out.loss.item())
     with torch.no_grad():
         image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample

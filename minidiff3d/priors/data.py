@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..toyworld import CATEGORIES, COLORS, make_object, render_views
+from ..toyworld import CATEGORIES, COLORS, ELEVATION_RANGE, make_object, render_views
 from ..validation import check_positive_int
 from .captions import view_name, with_view
 
-ELEVATION_RANGE = (-10.0, 80.0)  # reaches past OVERHEAD_ELEVATION, so a fifth of the views are overhead
 HELD_OUT_SEED = 10_000  # object seeds from here on are never trained on
 
 

@@ -1,9 +1,11 @@
-"""A 3-D scene for text-to-3D, in threestudio's split: geometry, material (shading), background, renderer."""
+"""The parts of a 3-D scene for text-to-3D, in threestudio's split: geometry, material, background.
 
-from .background import LearnedBackground, WhiteBackground
-from .geometry import DensityField
-from .renderer import VolumeRenderer, sphere_chords
-from .shading import SHADINGS, random_light_dirs, shade
+The renderer is the course's one ray marcher (``minidiff3d.marcher``); shading itself is
+``minidiff3d.shading``. Each part has a typed dataclass config whose ``build()`` makes it.
+"""
 
-__all__ = ["DensityField", "LearnedBackground", "SHADINGS", "VolumeRenderer", "WhiteBackground", "random_light_dirs",
-           "shade", "sphere_chords"]
+from .background import BackgroundConfig, LearnedBackground
+from .geometry import DensityField, DensityFieldConfig
+from .material import Material, MaterialConfig
+
+__all__ = ["BackgroundConfig", "DensityField", "DensityFieldConfig", "LearnedBackground", "Material", "MaterialConfig"]

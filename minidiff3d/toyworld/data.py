@@ -17,7 +17,7 @@ import torch
 import trimesh
 
 from ..cameras import focal_from_fov, intrinsics, orbit_camera
-from ..mesh import extract_mesh
+from ..mesh import extract_mesh, grid_points
 from ..validation import check_choice, check_positive_int
 from .objects import CATEGORIES, COLORS, ToyObject, make_object
 
@@ -147,12 +147,6 @@ def _cached(kind: str, key: dict, build, cache: bool = True) -> dict:
         torch.save(value, tmp)
         tmp.replace(path)  # atomic, so a crash never leaves a half-written cache entry
     return value
-
-
-def grid_points(resolution: int, bounds=(-1.0, 1.0)) -> torch.Tensor:
-    """The course's grid ``[R,R,R,3]``: entry ``[i,j,k]`` is ``(x_i, y_j, z_k)`` over ``linspace(lo, hi, R)``."""
-    axis = torch.linspace(bounds[0], bounds[1], check_positive_int("resolution", resolution))
-    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1)
 
 
 def sdf_grid(obj: ToyObject, resolution: int = 32, truncation: float | None = None) -> torch.Tensor:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 
 from ..cameras import check_c2w, focal_from_fov, get_rays
+from ..shading import AMBIENT, LIGHT_DIR
 from ..validation import check_positive_int
 from .objects import ToyObject
 
 DEFAULT_FOV_DEG = 40.0
 DEFAULT_RADIUS = 2.8  # anything within 0.95 of the origin stays in frame at the default field of view
-LIGHT_DIR = (0.3, 0.4, 1.0)  # mostly from above, so no side of an object is in the dark
-AMBIENT = 0.45
+# The toy priors' training cameras, and so the cameras their text-to-3D runs sample: low enough to see a
+# side, high enough that a fifth of the views are overhead (past captions.OVERHEAD_ELEVATION).
+ELEVATION_RANGE = (-10.0, 80.0)
 BOUND = 1.0  # every object lies inside the ball of this radius
 
 

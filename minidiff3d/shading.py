@@ -1,4 +1,4 @@
-"""Shading (the material), as DreamFusion shades: albedo, lambertian, or textureless.
+"""Shading, as DreamFusion shades: albedo, lambertian, or textureless; and the course's one light.
 
 - ``albedo``: the field's colour, unlit. Cheap, but a flat shape painted with shadows also
   looks right to the prior.
@@ -13,10 +13,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..validation import check_choice
+from .validation import check_choice
 
 SHADINGS = ("albedo", "lambertian", "textureless")
-AMBIENT = 0.3
+# The toy world's light, the only one its priors ever saw: fixed in the world, mostly from above
+# so that no side of an object is in the dark, with this much ambient light.
+LIGHT_DIR = (0.3, 0.4, 1.0)
+AMBIENT = 0.45
 
 
 def shade(albedo: torch.Tensor, normals: torch.Tensor | None, light_dirs: torch.Tensor | None, mode: str,

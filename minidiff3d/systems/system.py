@@ -1,0 +1,239 @@
+"""A text-to-3D system: parts composed into one optimisation, in threestudio's split without its registry.
+
+    geometry    DensityField        hash-grid density + albedo, started from a blob
+    material    Material            which shading each step uses, and where its light is
+    background  SolidBackground     what transparent rays see (or a LearnedBackground)
+    renderer    RayMarcher          the course's one marcher, over each ray's chord
+    guidance    ScoreDistillation   any part with the guidance interface (``guidance.base``)
+    prompt      PromptProcessor     the conditions the guidance reads, per camera
+
+Each step draws random orbit cameras, renders, lets the guidance score the renders under the
+prompt's conditions, adds the system's regularisers, takes an optimiser step, and gives the
+guidance its ``update`` (a no-op for SDS, the LoRA's step for VSD).
+
+``System(...)`` takes its parts, so any one can be swapped; ``System.from_config(run_config, pipe)``
+builds them from a ``RunConfig`` (a method's preset, ``systems.PRESETS``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import trimesh
+from torch import nn
+
+from ..cameras import Cameras
+from ..mesh import extract_mesh, grid_points
+from ..metrics import r_precision
+from ..runtime import progress, seeded
+from ..shading import SHADINGS
+from ..training import cosine_decay
+from ..validation import check_choice, check_fraction, check_images, check_positive_int, check_tensor
+from .config import RunConfig, SystemConfig
+
+
+def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
+    """Binary entropy (nats) of each ray's ``opacity`` (any shape, in [0,1]): 0 for empty or opaque, log 2 at one half.
+
+    As a penalty it pushes half-transparent pixels to either side, and so clears haze.
+    """
+    p = opacity.clamp(1e-5, 1 - 1e-5)  # the slope, log((1 - p) / p), is infinite at 0 and 1
+    return torch.special.entr(p) + torch.special.entr(1 - p)
+
+
+class System:
+    """A text-to-3D run: ``System.from_config(run_config("dreamfusion", "a red duck"), pipe).fit()``,
+    then ``render``, ``turntable``, ``export_mesh``."""
+
+    def __init__(self, geometry: nn.Module, material, background: nn.Module, renderer, guidance, prompt,
+                 config: SystemConfig | None = None, device=None, run_config: RunConfig | None = None):
+        self.config = config = config or SystemConfig()
+        self.device = torch.device(device) if device is not None else next(geometry.parameters()).device
+        self.geometry, self.background = geometry.to(self.device), background.to(self.device)
+        self.material, self.renderer, self.guidance, self.prompt = material, renderer, guidance, prompt
+        self.run_config = run_config  # what built it, if a config did (run.json records it)
+        # Every random number of a run comes from its own generator (the initial weights from its seed),
+        # so the run is a function of the seed, whatever the caller draws before, during or after it.
+        self.generator = torch.Generator().manual_seed(config.seed)
+        parameters = [*geometry.parameters(), *background.parameters()]
+        self.optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+        self.step_count = 0
+        self.history: dict[str, list] = {"step": [], "loss": [], "shading": [], "seconds": []}
+
+    @classmethod
+    def from_config(cls, config: RunConfig, pipe) -> "System":
+        """Build every part from ``config`` on ``pipe``'s device; the parts' initial weights come from the seed."""
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"config: expected a RunConfig (systems.run_config), got {type(config).__name__}")
+        prompt, guidance = config.prompt.build(pipe), config.guidance.build(pipe)
+        with seeded(config.system.seed):
+            geometry, background = config.geometry.build(), config.background.build()
+        return cls(geometry, config.material.build(), background, config.renderer.build(), guidance, prompt,
+                   config.system, pipe.device, config)
+
+    def sample_cameras(self, n: int) -> Cameras:
+        """``n`` random orbit cameras: elevation uniform in ``config.elevation_range``, azimuth in [0, 360)."""
+        lo, hi = self.config.elevation_range
+        elevation = lo + (hi - lo) * torch.rand(n, generator=self.generator)
+        azimuth = 360 * torch.rand(n, generator=self.generator)
+        return Cameras.orbit(elevation, azimuth, self.config.radius, self.config.fov_deg, self.device)
+
+    def fraction_done(self, step: int) -> float:
+        """How far ``step`` is through ``config.steps``, in [0,1]: what t and the learning rate anneal by."""
+        return min(step / max(self.config.steps - 1, 1), 1.0)
+
+    def schedule_learning_rate(self, done: float) -> None:
+        """Set the rate for ``done`` in [0,1] of ``config.steps``: a cosine from ``lr`` to ``lr_end`` (constant if None)."""
+        if self.config.lr_end is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_decay(self.config.lr, self.config.lr_end, done)
+
+    def render_views(self, cameras: Cameras, size: int, shading: str = "albedo", light_dirs: torch.Tensor | None = None,
+                     perturb: bool = False) -> dict[str, torch.Tensor]:
+        """The renderer's maps ``[B,C,H,W]`` of the scene from ``cameras`` (``perturb`` draws from the run's generator)."""
+        return self.renderer.render(self.geometry, cameras.c2w, size, size, cameras.focal(size), self.background, shading,
+                                    light_dirs, self.material.ambient, perturb, self.generator if perturb else None)
+
+    def _descend(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def step(self) -> dict:
+        """One guided update from a random batch of cameras; returns the guidance loss, shading, t and any update logs."""
+        config = self.config
+        done = self.fraction_done(self.step_count)
+        self.schedule_learning_rate(done)
+        cameras = self.sample_cameras(config.batch_size)
+        shading = self.material.choose(self.step_count, self.generator)
+        lights = self.material.light_dirs(cameras.c2w, self.generator) if shading != "albedo" else None
+        out = self.render_views(cameras, config.render_size, shading, lights, perturb=True)
+        images, conditions = out["rgb"].clamp(0, 1), self.prompt.conditions(cameras)
+        guided = self.guidance.loss(images, cameras, conditions, done, self.generator)
+        loss = (guided.loss + config.lambda_sparsity * out["opacity"].sum()
+                + config.lambda_opaque * opacity_entropy(out["opacity"]).sum())
+        if "orientation" in out:
+            loss = loss + config.lambda_orient * out["orientation"] * out["opacity"].numel()
+        self._descend(loss)
+        logs = self.guidance.update(images.detach(), cameras, conditions, done, self.generator)
+        self.step_count += 1
+        return {"loss": guided.loss.item(), "shading": shading, "t": guided.t.tolist(), **logs}
+
+    def fit(self, steps: int | None = None, max_seconds: float | None = None, callback=None, show_progress: bool = True
+            ) -> dict[str, list]:
+        """Run ``steps`` (default ``config.steps``) updates, or until ``max_seconds``; returns ``history``.
+
+        ``callback(system, info)`` runs after each step; the progress bar shows the guidance loss."""
+        steps = check_positive_int("steps", steps if steps is not None else self.config.steps)
+        tic = time.perf_counter()
+        offset = self.history["seconds"][-1] if self.history["seconds"] else 0.0
+        bar = progress(range(steps), desc=self.run_config.method if self.run_config else "system", disable=not show_progress)
+        for _ in bar:
+            info = self.step()
+            seconds = offset + time.perf_counter() - tic
+            for key, value in (("step", self.step_count), ("loss", info["loss"]), ("shading", info["shading"]),
+                               ("seconds", seconds)):
+                self.history[key].append(value)
+            bar.set_postfix(loss=f"{info['loss']:.3g}", refresh=False)
+            if callback is not None:
+                callback(self, info)
+            if max_seconds is not None and seconds - offset >= max_seconds:
+                break
+        return self.history
+
+    def fit_images(self, images: torch.Tensor, cameras: Cameras, steps: int | None = None) -> list[float]:
+        """The photometric control: fit the scene by MSE to ``images [V,3,H,W]`` seen from ``cameras`` (V of them).
+
+        The same field, optimiser, learning-rate schedule, renderer and step count as ``fit``, every
+        render lit from the material's light (lambertian), one random view a step. It separates what
+        the field can hold from what the guidance finds. Returns the loss per step.
+        """
+        images = check_images("images", images)
+        check_tensor("images", images, shape=[len(cameras), 3, None, None])
+        steps = check_positive_int("steps", steps if steps is not None else self.config.steps)
+        size = images.shape[-1]
+        targets, lights = images.to(self.device), self.material.light_dirs(cameras.c2w[:1])
+        losses = []
+        for step in range(steps):
+            self.schedule_learning_rate(self.fraction_done(step))
+            i = torch.randint(len(cameras), (1,), generator=self.generator).item()
+            rendered = self.render_views(cameras[i], size, "lambertian", lights, perturb=True)["rgb"]
+            loss = (rendered - targets[i:i + 1]).pow(2).mean()
+            self._descend(loss)
+            losses.append(loss.item())
+        return losses
+
+    def close(self) -> None:
+        """Give the pipeline back as it was lent (VSD removes its LoRA); the system renders and exports still."""
+        self.guidance.close()
+
+    def state_dict(self) -> dict:
+        """Everything a run needs to continue exactly: the learned parts, the optimiser, the step and the generator."""
+        return {"geometry": self.geometry.state_dict(), "background": self.background.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "guidance": self.guidance.state_dict(),
+                "step_count": self.step_count, "generator": self.generator.get_state(), "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()``: the next ``step`` is the one the saved run would have taken."""
+        self.geometry.load_state_dict(state["geometry"])
+        self.background.load_state_dict(state["background"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.guidance.load_state_dict(state["guidance"])
+        self.step_count, self.history = int(state["step_count"]), state["history"]
+        self.generator.set_state(state["generator"])
+
+    @torch.no_grad()
+    def render(self, elevation, azimuth, size: int = 64, shading: str = "albedo") -> dict[str, torch.Tensor]:
+        """Renders from orbit cameras at ``elevation``, ``azimuth`` (degrees, scalars or ``[B]``): ``rgb [B,3,H,W]``,
+        ``opacity`` and ``depth [B,1,H,W]``, on the CPU. Shaded modes light each view from the centre of the
+        material's light (no random offset)."""
+        check_choice("shading", shading, SHADINGS)
+        cameras = Cameras.orbit(elevation, azimuth, self.config.radius, self.config.fov_deg, self.device)
+        lights = self.material.light_dirs(cameras.c2w) if shading != "albedo" else None
+        outs = [self.render_views(cameras[i], size, shading, None if lights is None else lights[i:i + 1])
+                for i in range(len(cameras))]
+        return {key: torch.cat([o[key] for o in outs]).cpu() for key in ("rgb", "opacity", "depth")}
+
+    def turntable(self, n_frames: int = 24, elevation: float = 15.0, size: int = 64, shading: str = "albedo") -> torch.Tensor:
+        """``[F,3,H,W]`` frames evenly spaced in azimuth, starting at the front (azimuth 0)."""
+        n_frames = check_positive_int("n_frames", n_frames)
+        return self.render(torch.full((n_frames,), float(elevation)), torch.arange(n_frames) * 360.0 / n_frames, size,
+                           shading)["rgb"]
+
+    @torch.no_grad()
+    def export_mesh(self, path=None, resolution: int = 64, threshold: float = 5.0, min_piece: float = 0.05) -> trimesh.Trimesh:
+        """Marching cubes on the density at ``threshold``, vertex colours from the albedo; optionally written to ``path`` (.glb, .obj, ...).
+
+        Pieces with fewer faces than ``min_piece`` times the largest piece's are dropped: they are
+        specks of the haze SDS leaves in empty space, not parts of the object.
+        """
+        min_piece = check_fraction("min_piece", min_piece)
+        points = grid_points(resolution).reshape(-1, 3).to(self.device)
+        density = torch.cat([self.geometry.density(chunk) for chunk in points.split(65536)]).cpu()
+        mesh = extract_mesh(density.reshape(resolution, resolution, resolution), level=threshold, inside="above",
+                            fill_interior=True)
+        pieces = mesh.split(only_watertight=False)
+        largest = max(len(piece.faces) for piece in pieces)
+        mesh = trimesh.util.concatenate([piece for piece in pieces if len(piece.faces) >= min_piece * largest])
+        vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32).to(self.device)
+        albedo = torch.cat([self.geometry(chunk)["rgb"] for chunk in vertices.split(65536)]).cpu().numpy()
+        mesh.visual.vertex_colors = np.concatenate([(albedo * 255).round(), np.full((len(albedo), 1), 255)], 1).astype(np.uint8)
+        if path is not None:
+            mesh.export(path)
+        return mesh
+
+
+def orbit_r_precision(run: System, prompt: str, candidates: list[str], clip=None, n_views: int = 8,
+                      elevation: float = 15.0) -> float:
+    """Chapter 04's score: R-precision of ``n_views`` renders evenly spaced in azimuth at ``elevation``.
+
+    Lit as the toy world lights its objects (lambertian, the fixed light from above), since that is
+    what toy CLIP was trained on; unlit albedo looks flat to it, and DreamFusion's albedo is brighter
+    than the colour seen under light, because the light darkens it during training.
+    """
+    n_views = check_positive_int("n_views", n_views)
+    views = run.render(torch.full((n_views,), float(elevation)), torch.arange(n_views) * 360.0 / n_views, size=64,
+                       shading="lambertian")["rgb"]
+    return r_precision(views, [prompt] * n_views, candidates, clip)

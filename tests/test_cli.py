@@ -1,0 +1,122 @@
+"""``minidiff3d generate / methods / doctor`` as a user runs them, on a tiny pipeline saved and reloaded offline."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from minidiff3d import cli
+from minidiff3d.priors import tiny_stable_diffusion
+from minidiff3d.systems import System
+
+SMALL = ["system.steps=4", "system.render_size=16", "renderer.n_samples=16", "geometry.blob_density=10"]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_sd")
+    tiny_stable_diffusion().save_pretrained(folder)
+    return str(folder)
+
+
+def generate(folder, out, *more, prompt="a red duck"):
+    return cli.main(["generate", *([prompt] if prompt else []), "--out", str(out), "--pretrained", folder,
+                     "--device", "cpu", "--set", *SMALL, *more])
+
+
+def weights(out):
+    return torch.load(out / "checkpoint.pt", weights_only=False)["geometry"]
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "red-duck"
+    assert generate(tiny_folder, out, "--seed", "3") == 0
+    return out
+
+
+def test_generate_writes_a_mesh_a_turntable_and_a_record(first_run):
+    record = json.loads((first_run / "run.json").read_text())
+    assert record["status"] == "complete" and record["steps_done"] == 4 and record["seed"] == 3
+    assert record["config"]["method"] == "dreamfusion" and record["config"]["prompt"]["text"] == "a red duck"
+    assert record["config"]["system"]["steps"] == 4 and record["config"]["guidance"]["guidance_scale"] == 7.5
+    assert record["version"] and record["machine"] and record["started"] and record["seconds"] > 0
+    assert 0.0 <= record["r_precision"] <= 1.0  # "a red duck" is a toy caption, so toy CLIP can rank it
+    mesh = trimesh.load(first_run / "mesh.glb", force="mesh")
+    assert len(mesh.faces) > 0
+    assert Image.open(first_run / "turntable.gif").n_frames == 24
+    assert sorted(record["files"]) == ["checkpoint.pt", "mesh.glb", "run.json", "turntable.gif"]
+
+
+def test_a_run_json_reproduces_the_run(first_run, tiny_folder, tmp_path):
+    again = tmp_path / "again"
+    assert cli.main(["generate", "--config", str(first_run / "run.json"), "--out", str(again),
+                     "--pretrained", tiny_folder, "--device", "cpu"]) == 0
+    first, second = (json.loads((d / "run.json").read_text()) for d in (first_run, again))
+    assert second["config"] == first["config"] and second["r_precision"] == first["r_precision"]
+    assert all(torch.equal(weights(first_run)[k], weights(again)[k]) for k in weights(first_run))
+
+
+def test_an_earlier_run_is_not_overwritten_without_asking(first_run, tiny_folder, capsys):
+    before = (first_run / "run.json").read_text()
+    assert generate(tiny_folder, first_run) == 2
+    assert "holds an earlier run (run.json); pass --overwrite" in capsys.readouterr().err
+    assert (first_run / "run.json").read_text() == before
+
+
+def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes_the_same_run(first_run, tiny_folder, tmp_path, monkeypatch, capsys):
+    step = System.step
+
+    def step_then_interrupt(self):
+        info = step(self)
+        if self.step_count == 2:
+            signal.raise_signal(signal.SIGINT)  # as a user's Ctrl-C would, in the middle of the run
+        return info
+
+    monkeypatch.setattr(System, "step", step_then_interrupt)
+    out = tmp_path / "interrupted"
+    assert generate(tiny_folder, out, "--seed", "3") == 130
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["steps_done"] == 2 and (out / "checkpoint.pt").exists()
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(System, "step", step)
+    assert cli.main(["generate", "--out", str(out), "--resume", "--pretrained", tiny_folder, "--device", "cpu"]) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    # The resumed run is the uninterrupted one (same seed and config), weight for weight.
+    assert all(torch.equal(weights(first_run)[k], weights(out)[k]) for k in weights(first_run))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "dreamfusoin"], "--method: unknown method 'dreamfusoin'; expected one of dreamfusion"),
+    (["--set", "guidance.scale=15"], "guidance.scale: unknown key; expected one of guidance.guidance_scale"),
+    (["--set", "system.steps=many"], "system.steps: expected int, got 'many'"),
+    (["--set", "system.steps"], "--set: expected KEY=VALUE"),
+])
+def test_bad_input_gets_one_line_naming_it(argv, message, tmp_path, capsys):
+    assert cli.main(["generate", "a red duck", "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing written for a run that never started
+
+
+def test_quick_mode_takes_the_chapters_quick_step_counts(monkeypatch, tmp_path):
+    args = cli._parser().parse_args(["generate", "a red duck", "--out", str(tmp_path)])
+    monkeypatch.setenv("MINIDIFF3D_QUICK", "1")
+    quick = cli.build_config(args)
+    monkeypatch.setenv("MINIDIFF3D_QUICK", "0")
+    full = cli.build_config(args)
+    assert (quick.system.steps, quick.system.lr_end) == (120, None) and (full.system.steps, full.system.lr_end) == (600, 1e-3)
+
+
+def test_methods_and_doctor_answer():
+    listed = subprocess.run([sys.executable, "-m", "minidiff3d", "methods"], capture_output=True, text=True, check=True)
+    assert listed.stdout.startswith("dreamfusion  DreamFusion: score distillation")
+    doctor = subprocess.run([sys.executable, "-m", "minidiff3d", "doctor"], capture_output=True, text=True)
+    assert doctor.returncode == 0, doctor.stderr
+    assert "shipped assets:" in doctor.stdout and "match the manifest's sha256" in doctor.stdout
+    assert "device: cpu" in doctor.stdout and "toy-world cache:" in doctor.stdout

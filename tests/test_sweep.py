@@ -1,0 +1,109 @@
+"""Chapter 04's score and the script behind the chapters' results files (``scripts/sweep.py``)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from minidiff3d.cameras import orbit_camera
+from minidiff3d.priors import load, object_captions, tiny_stable_diffusion
+from minidiff3d.systems import System, orbit_r_precision, run_config
+from minidiff3d.toyworld import DEFAULT_RADIUS, make_object, render as toy_render
+
+spec = importlib.util.spec_from_file_location("sweep", Path(__file__).resolve().parents[1] / "scripts" / "sweep.py")
+sweep_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep_script)
+
+SMALL = {"system.render_size": 16, "renderer.n_samples": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    pipe = tiny_stable_diffusion()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class ToyWorldRun:
+    """Stands in for a DreamFusion run whose result is the toy world's own mug; records what was asked."""
+
+    def __init__(self):
+        self.asked = None
+
+    def render(self, elevation, azimuth, size, shading):
+        self.asked = (elevation, azimuth, size, shading)
+        obj = make_object("mug", "pink", 0)
+        views = [toy_render(obj, orbit_camera(float(e), float(a), DEFAULT_RADIUS), size, size)["image"]
+                 for e, a in zip(elevation, azimuth)]
+        return {"rgb": torch.stack(views).permute(0, 3, 1, 2)}
+
+
+def test_orbit_r_precision_scores_lit_views_evenly_around_the_object():
+    run, clip, candidates = ToyWorldRun(), load("toy-clip"), object_captions()
+    assert orbit_r_precision(run, "a pink mug", candidates, clip) >= 0.75  # from behind, the handle is hidden
+    elevation, azimuth, size, shading = run.asked
+    assert elevation.tolist() == [15.0] * 8 and azimuth.tolist() == [45.0 * k for k in range(8)]
+    assert (size, shading) == (64, "lambertian")
+    assert orbit_r_precision(run, "a blue cube", candidates, clip) == 0.0
+    with pytest.raises(ValueError, match="n_views"):
+        orbit_r_precision(run, "a pink mug", candidates, clip, n_views=0)
+
+
+def test_fit_to_renders_fits_the_field_to_the_toy_object(tiny_pipe):
+    run = System.from_config(run_config("dreamfusion", "a pink mug", {"system.steps": 60, **SMALL}), tiny_pipe)
+    losses = sweep_script.fit_to_renders(run, n_views=8)
+    assert len(losses) == 60
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
+
+
+def test_sweep_scores_every_prompt_and_seed_and_tabulates_them(tiny_pipe, monkeypatch):
+    clip = object()
+
+    def fingerprint(run, prompt, candidates, clip_):
+        """Stands in for the score: a number that tells apart runs of different seeds, prompts or lengths."""
+        assert prompt == run.prompt.prompt and candidates == object_captions() and clip_ is clip
+        return sum(p.double().sum().item() for p in run.geometry.parameters())
+
+    monkeypatch.setattr(sweep_script, "orbit_r_precision", fingerprint)
+    prompts = ["a red torus", "a pink mug"]
+    records = sweep_script.sweep(prompts, [0, 1], {"system.steps": 2, **SMALL}, pipe=tiny_pipe, clip=clip)
+    assert [(r["prompt"], r["seed"]) for r in records] == [(p, s) for s in (0, 1) for p in prompts]
+    for r in records:  # each score is that of the same run done by hand
+        by_hand = System.from_config(run_config("dreamfusion", r["prompt"], {"system.steps": 2, "system.seed": r["seed"],
+                                                                            **SMALL}), tiny_pipe)
+        by_hand.fit(show_progress=False)
+        assert r["r_precision"] == fingerprint(by_hand, r["prompt"], object_captions(), clip) and r["seconds"] >= 0
+        assert 0 <= r["saturation"] <= 1 and r["front"].shape == (1, 3, 64, 64)
+    assert len({r["r_precision"] for r in records}) == 4
+    rows = sweep_script.table(records, prompts, [0, 1]).splitlines()
+    assert rows[0] == "| seed | torus | mug | mean |" and rows[2].startswith("| 0 |") and rows[3].startswith("| 1 |")
+
+
+def test_sweep_writes_its_command_machine_and_date_and_refuses_a_bad_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_script, "load", lambda name: object())
+    monkeypatch.setattr(sweep_script, "sweep", lambda prompts, seeds, overrides, method, fit_renders, clip: [
+        dict(prompt=prompts[0], seed=seeds[0], r_precision=0.5, saturation=0.25, seconds=1.0, front=None)])
+    monkeypatch.setattr(sweep_script, "diversity", lambda records, clip: {})
+    out = tmp_path / "results.json"
+    sweep_script.main(["--prompts", "a red torus", "--set", "system.steps=2", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["command"] == f"python scripts/sweep.py --prompts a red torus --set system.steps=2 --out {out}"
+    assert saved["method"] == "dreamfusion" and saved["overrides"] == {"system.steps": 2}
+    assert saved["machine"] and saved["date"] and saved["version"]
+    assert saved["records"] == [dict(prompt="a red torus", seed=0, r_precision=0.5, saturation=0.25, seconds=1.0)]
+    with pytest.raises(SystemExit, match="system.stepz: unknown key"):
+        sweep_script.main(["--set", "system.stepz=2"])
+    with pytest.raises(SystemExit, match="--set system.seed: set by the sweep itself"):
+        sweep_script.main(["--set", "system.seed=2"])
+
+
+def test_sweep_table_by_hand():
+    records = [dict(prompt=p, seed=s, r_precision=r, saturation=sat, seconds=t) for p, s, r, sat, t in (
+        ("a red torus", 0, 1.0, 0.2, 3.0), ("a pink mug", 0, 0.5, 0.4, 5.0), ("a red torus", 1, 0.25, 0.4, 4.0),
+        ("a pink mug", 1, 0.0, 0.6, 2.0))]
+    rows = sweep_script.table(records, ["a red torus", "a pink mug"], [0, 1], {"a red torus": 0.125}).splitlines()
+    assert rows[2:4] == ["| 0 | 1.00 | 0.50 | 0.750 |", "| 1 | 0.25 | 0.00 | 0.125 |"]
+    assert rows[5] == "mean over seeds: 0.438; slowest run 5 s"
+    assert rows[-2:] == ["| a red torus | 0.300 | 0.125 |", "| a pink mug | 0.500 | – |"]

@@ -1,0 +1,136 @@
+"""Variational score distillation on a tiny Stable Diffusion saved and reloaded offline (the code path of SD 2.1)."""
+
+import pytest
+import torch
+
+from minidiff3d.cameras import Cameras
+from minidiff3d.guidance import PromptProcessor, ScoreDistillation, VariationalScoreDistillation, VSDConfig, sds_weight
+from minidiff3d.priors import load_stable_diffusion, tiny_stable_diffusion
+from minidiff3d.systems import System, run_config
+
+
+@pytest.fixture()
+def pipe(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_sd")
+    tiny_stable_diffusion().save_pretrained(folder)
+    return load_stable_diffusion(folder, device="cpu", local_files_only=True)
+
+
+def text(pipe, n=2, prompt="a red duck"):
+    return PromptProcessor(pipe, prompt)(torch.zeros(n), torch.zeros(n))
+
+
+def base_weights(unet):
+    return {name: p.detach().clone() for name, p in unet.named_parameters() if "lora_" not in name}
+
+
+def test_a_fresh_lora_is_the_pretrained_conditional_so_vsd_starts_as_guidance_alone(pipe):
+    # B = 0 and a zero camera embedding: ε_LoRA = ε_c, so the first gradient is w (s - 1)(ε_c - ε_u).
+    vsd = VariationalScoreDistillation(pipe, guidance_scale=7.5)
+    cond, uncond = text(pipe)
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cameras = Cameras.orbit([10.0, 40.0], [0.0, 120.0])
+    out = vsd.from_latents(latents, (cond, uncond), generator=torch.Generator().manual_seed(1), cameras=cameras)
+    noisy = pipe.scheduler.add_noise(latents, out.noise, out.t)
+    with torch.no_grad():
+        e_c, e_u = pipe.unet(noisy, out.t, cond).sample, pipe.unet(noisy, out.t, uncond).sample
+    torch.testing.assert_close(out.extras["noise_lora"], e_c, rtol=0, atol=1e-5)
+    w = sds_weight(pipe.scheduler.alphas_cumprod[out.t]).view(-1, 1, 1, 1)
+    torch.testing.assert_close(out.grad, w * 6.5 * (e_c - e_u), rtol=0, atol=1e-3)
+    # and the gradient is always w(t) (ε̂_pretrained - ε_LoRA), recomputed from the returned pieces
+    torch.testing.assert_close(out.grad, w * (out.noise_pred - out.extras["noise_lora"]), rtol=0, atol=1e-6)
+
+
+def test_with_adapters_off_the_prior_is_exactly_the_pretrained_one(pipe):
+    latents, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([100, 700])
+    cond, uncond = text(pipe)
+    before = ScoreDistillation(pipe, 7.5).noise_prediction(latents, t, cond, uncond)
+    vsd = VariationalScoreDistillation(pipe, 7.5)
+    vsd.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))  # the LoRA is no longer zero
+    assert torch.equal(vsd.noise_prediction(latents, t, cond, uncond), before)
+
+
+def test_the_lora_learns_the_renders_and_the_frozen_prior_stays_bit_identical(pipe):
+    frozen_before = base_weights(pipe.unet)
+    vsd = VariationalScoreDistillation(pipe, 7.5, lora_lr=1e-2)
+    lora_before = [p.detach().clone() for p in vsd.lora_parameters]
+    cond, _ = text(pipe, 4)
+    renders = torch.randn(4, 4, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.3 + 1.0  # one "scene"
+    cameras = Cameras.orbit([10.0, 10.0, 40.0, 40.0], [0.0, 90.0, 180.0, 270.0])
+    generator = torch.Generator().manual_seed(0)
+    losses = [vsd.update_from_latents(renders, cond, cameras, generator)["lora_loss"] for _ in range(40)]
+    assert sum(losses[-10:]) < 0.8 * sum(losses[:10]), losses
+    assert any(not torch.equal(a, b) for a, b in zip(lora_before, vsd.lora_parameters))
+    after = base_weights(pipe.unet)
+    assert after.keys() == frozen_before.keys() and all(torch.equal(after[k], frozen_before[k]) for k in after)
+    assert all(p.grad is None for name, p in pipe.unet.named_parameters() if "lora_" not in name)
+    assert all(p.requires_grad for name, p in pipe.unet.named_parameters() if "lora_" not in name)  # flags given back
+
+
+def test_the_camera_conditions_the_lora_and_is_dropped_as_asked(pipe):
+    vsd = VariationalScoreDistillation(pipe, 7.5, lora_lr=1e-2, camera_dropout=0.0)
+    cond, _ = text(pipe, 2)
+    cameras = Cameras.orbit([10.0, 60.0], [0.0, 180.0])
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        vsd.update_from_latents(torch.randn(2, 4, 16, 16, generator=generator), cond, cameras, generator)
+    noisy, t = torch.randn(1, 4, 16, 16, generator=generator).expand(2, -1, -1, -1), torch.tensor([500, 500])
+    with torch.no_grad():
+        by_camera = vsd.lora_prediction(noisy, t, cond, vsd.camera_condition(cameras, 2))
+    assert not torch.allclose(by_camera[0], by_camera[1], atol=1e-5)  # same input, two cameras, two answers
+    assert vsd.camera_condition(cameras, 2).shape == (2, 16)
+    assert torch.equal(vsd.camera_condition(cameras, 2, generator, dropout=1.0), torch.zeros(2, 16))
+    assert torch.equal(vsd.camera_condition(None, 3), torch.zeros(3, 16))
+
+
+def test_close_gives_the_unet_back_module_for_module(pipe):
+    keys = list(pipe.unet.state_dict())
+    latents, t = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([300])
+    cond, _ = text(pipe, 1)
+    with torch.no_grad():
+        before = pipe.unet(latents, t, cond).sample
+    with VariationalScoreDistillation(pipe, 7.5) as vsd:
+        vsd.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))
+        assert list(pipe.unet.state_dict()) != keys  # the adapter is in while the run lasts
+    assert list(pipe.unet.state_dict()) == keys and pipe.unet.class_embedding is None
+    with torch.no_grad():
+        assert torch.equal(pipe.unet(latents, t, cond).sample, before)
+    with pytest.raises(RuntimeError, match="closed"):
+        vsd.update_from_latents(latents, cond)
+
+
+def test_two_vsd_runs_on_one_pipeline_keep_their_own_loras(pipe):
+    first, second = VariationalScoreDistillation(pipe, 7.5, lora_lr=1e-2), VariationalScoreDistillation(pipe, 7.5)
+    cond, _ = text(pipe, 1)
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    second_before = [p.detach().clone() for p in second.lora_parameters]
+    first.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(second_before, second.lora_parameters))  # first's step moved only its own
+    second.close()
+    first.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))  # still works
+    first.close()
+
+
+def test_the_vsd_preset_runs_and_its_update_is_logged(pipe):
+    config = run_config("vsd", "a red duck", {"system.steps": 3, "system.render_size": 16, "renderer.n_samples": 16})
+    assert isinstance(config.guidance, VSDConfig) and config.guidance.guidance_scale == 7.5
+    run = System.from_config(config, pipe)
+    frozen_before = base_weights(pipe.unet)
+    infos = []
+    run.fit(callback=lambda r, info: infos.append(info), show_progress=False)
+    assert len(infos) == 3 and all(info["lora_loss"] > 0 for info in infos)
+    after = base_weights(pipe.unet)
+    assert all(torch.equal(after[k], frozen_before[k]) for k in frozen_before)
+    run.close()
+    assert run.render(10.0, 0.0, size=16)["rgb"].shape == (1, 3, 16, 16)  # the scene outlives the LoRA
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"guidance.lora_rank": 0}, "guidance.lora_rank: expected a positive integer"),
+    ({"guidance.lora_lr": -1.0}, "guidance.lora_lr: expected a finite positive number"),
+    ({"guidance.camera_dropout": 1.5}, "guidance.camera_dropout"),
+    ({"guidance.lora_t_range": [0.5, 0.2]}, "guidance.lora_t_range"),
+])
+def test_vsd_config_names_a_bad_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        run_config("vsd", "a red duck", overrides)
