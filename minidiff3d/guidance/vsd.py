@@ -96,21 +96,26 @@ class VariationalScoreDistillation(ScoreDistillation):
         unet = pipe.unet
         self._had_adapters = bool(getattr(unet, "_hf_peft_config_loaded", False))
         self.adapter = f"vsd_{uuid.uuid4().hex[:8]}"  # its own name: two VSD runs on one pipeline do not collide
-        before = {id(p) for p in unet.parameters()}
+        flags = [(p, p.requires_grad) for p in unet.parameters()]
+        before = {id(p) for p, _ in flags}
         unet.add_adapter(LoraConfig(r=check_positive_int("lora_rank", lora_rank), lora_alpha=lora_rank,
                                     target_modules=list(LORA_TARGETS), init_lora_weights=True), self.adapter)
         # peft starts B at zero: the LoRA begins as the pretrained U-Net, and so does its camera's
         # embedding, whose last layer starts at zero too.
         self.lora_parameters = [p for p in unet.parameters() if id(p) not in before]
-        self.camera_embedding = TimestepEmbedding(CAMERA_DIM, unet.config.block_out_channels[0] * 4).to(pipe.device,
-                                                                                                        unet.dtype)
+        time_embed_dim = unet.time_embedding.linear_2.out_features  # what the class embedding is added to
+        self.camera_embedding = TimestepEmbedding(CAMERA_DIM, time_embed_dim).to(pipe.device, unet.dtype)
         torch.nn.init.zeros_(self.camera_embedding.linear_2.weight)
         torch.nn.init.zeros_(self.camera_embedding.linear_2.bias)
         unet.disable_adapters()
         trainable = [*self.lora_parameters, *self.camera_embedding.parameters()]
         for p in trainable:
             p.requires_grad_(True)
-        self.base_parameters = [p for p in unet.parameters() if id(p) in before]
+        # peft marks only adapters as trainable: give the caller's weights their flags back. They stay
+        # frozen where it matters, by ``runtime.frozen`` around the LoRA's backward pass.
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        self.base_parameters = [p for p, _ in flags]
         self.optimizer = torch.optim.Adam(trainable, lr=check_positive("lora_lr", lora_lr))
         self.closed = False
 
