@@ -38,7 +38,7 @@ def static_defects(notebook: dict) -> list[str]:
 # Chapters whose stored outputs predate plotting.show/show_widget: their full rerun did not finish in
 # the session that added this check (issue 21). Strict, so the test fails once a rerun fixes one
 # and the entry must go.
-NOT_YET_RERUN = {"03_sdf_diffusion_and_meshes", "04_dreamfusion_sds"}
+NOT_YET_RERUN = {"04_dreamfusion_sds"}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="full rerun pending (issue 21)"))
