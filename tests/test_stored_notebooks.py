@@ -35,9 +35,9 @@ def static_defects(notebook: dict) -> list[str]:
     return defects
 
 
-# Chapters whose stored outputs predate plotting.show/show_widget: their full rerun did not finish in
-# the session that added this check (issue 21). Strict, so the test fails once a rerun fixes one
-# and the entry must go.
+# Chapters whose stored outputs still fail the scan (issue 21). Chapter 04's full rerun stores three
+# progress bars of diffusers' and transformers' weight loading at 0 %: the loaders must silence them,
+# then chapter 04 is rerun once more. Strict, so the test fails once a rerun fixes one and the entry must go.
 NOT_YET_RERUN = {"04_dreamfusion_sds"}
 
 
