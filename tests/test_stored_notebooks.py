@@ -35,15 +35,7 @@ def static_defects(notebook: dict) -> list[str]:
     return defects
 
 
-# Chapters whose stored outputs still fail the scan (issue 21). Chapter 04's full rerun stores three
-# progress bars of diffusers' and transformers' weight loading at 0 %: the loaders must silence them,
-# then chapter 04 is rerun once more. Strict, so the test fails once a rerun fixes one and the entry must go.
-NOT_YET_RERUN = {"04_dreamfusion_sds"}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="full rerun pending (issue 21)"))
-                                  if p.parent.name == "notebooks" and p.stem in NOT_YET_RERUN else p for p in NOTEBOOKS],
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_stored_notebook_shows_everything_without_a_kernel(path):
     defects = static_defects(json.loads(path.read_text()))
     assert not defects, f"{path.name}:\n" + "\n".join(defects)
