@@ -140,6 +140,24 @@ def describe_machine() -> str:
 
 
 @contextmanager
+def quiet_loading():
+    """No progress bars from diffusers' and transformers' ``from_pretrained`` inside the block, then each library's
+    setting as it was. Loading a few-MB prior takes a fraction of a second, and a notebook would store its bars
+    as widgets frozen at 0 %."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    libraries = [lib for lib in (diffusers_logging, transformers_logging) if lib.is_progress_bar_enabled()]
+    for lib in libraries:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib in libraries:
+            lib.enable_progress_bar()
+
+
+@contextmanager
 def quiet_transformers():
     """Silence transformers' warnings inside the block: importing diffusers' pipelines makes it warn, at
     length, that torchvision is missing, and the course needs no torchvision (there is no CPU build)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,8 @@ def run(path: Path, quick: bool, plotly_renderer: str, timeout: int) -> tuple[nb
     error, start = "", time.perf_counter()
     try:
         NotebookClient(notebook, timeout=timeout, kernel_name="python3", store_widget_state=True, resources={"metadata": {"path": str(path.parent)}}).execute()
-    except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1]
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -67,8 +67,11 @@ def main() -> int:
         print(f"running {path.name} ...", flush=True)
         notebook, results, seconds, error = run(path, args.quick, renderer, args.timeout)
         failed |= bool(error) or not all(r["passed"] for r in results)
-        if args.inplace:
+        if args.inplace and not error:
             nbformat.write(notebook, path)
+        elif args.inplace:  # keep the stored outputs; the broken run goes to --out for a look
+            args.out.mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, args.out / f"{path.stem}.failed.ipynb")
         else:
             from nbconvert import HTMLExporter
 

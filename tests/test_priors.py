@@ -160,3 +160,17 @@ def test_augment_is_the_identity_without_zoom_or_shift_and_pads_with_white():
     zoomed_out = augment(torch.zeros(64, 3, 16, 16), max_zoom=0.15, max_shift=0.0)
     corners = zoomed_out[..., 0, 0]
     assert corners.max() == 1.0 and corners.min() == 0.0  # zooming out shows white at the edge; zooming in does not
+
+
+def test_loading_a_prior_shows_no_progress_bars_and_leaves_the_libraries_settings(capfd):
+    # A notebook stores a loader's bars as widgets frozen at 0 %; the loaders silence them, and only while loading.
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    from minidiff3d.priors import load
+
+    load("toy-sd", device="cpu")
+    load("toy-clip", device="cpu")
+    captured = capfd.readouterr()
+    assert "Loading" not in captured.err + captured.out
+    assert diffusers_logging.is_progress_bar_enabled() and transformers_logging.is_progress_bar_enabled()

@@ -35,15 +35,7 @@ def static_defects(notebook: dict) -> list[str]:
     return defects
 
 
-# Chapters whose stored outputs predate plotting.show/show_widget: their full rerun did not finish in
-# the session that added this check (issue 21). Strict, so the test fails once a rerun fixes one
-# and the entry must go.
-NOT_YET_RERUN = {"02_point_cloud_diffusion", "03_sdf_diffusion_and_meshes", "04_dreamfusion_sds"}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="full rerun pending (issue 21)"))
-                                  if p.parent.name == "notebooks" and p.stem in NOT_YET_RERUN else p for p in NOTEBOOKS],
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_stored_notebook_shows_everything_without_a_kernel(path):
     defects = static_defects(json.loads(path.read_text()))
     assert not defects, f"{path.name}:\n" + "\n".join(defects)

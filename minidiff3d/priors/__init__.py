@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .. import assets
-from ..runtime import get_device, quiet_transformers
+from ..runtime import get_device, quiet_loading, quiet_transformers
 
 with quiet_transformers():
     from diffusers import StableDiffusionPipeline
@@ -29,8 +29,9 @@ SHIPPED = {"toy-sd": "toy_sd", "toy-clip": "toy_clip"}
 def load_stable_diffusion(path_or_id, device=None, dtype=torch.float32, local_files_only: bool = True
                           ) -> StableDiffusionPipeline:
     """A ``StableDiffusionPipeline`` from a folder (or a hub id, with ``local_files_only=False``), on ``device``."""
-    pipe = StableDiffusionPipeline.from_pretrained(path_or_id, dtype=dtype, local_files_only=local_files_only,
-                                                   safety_checker=None, requires_safety_checker=False)
+    with quiet_loading():
+        pipe = StableDiffusionPipeline.from_pretrained(path_or_id, dtype=dtype, local_files_only=local_files_only,
+                                                       safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device or get_device())
 
@@ -44,7 +45,8 @@ def load(name: str, device=None):
     folder = assets.checked_folder(SHIPPED[name])
     if name == "toy-sd":
         return load_stable_diffusion(folder, device)
-    return CLIP.from_pretrained(folder, device)
+    with quiet_loading():
+        return CLIP.from_pretrained(folder, device)
 
 
 __all__ = [
