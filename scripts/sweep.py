@@ -23,7 +23,11 @@ guidance does not, the prior's gradient is what falls short.
 from behind (azimuth 180°, elevation 15°, lit), and records whether toy CLIP takes that back for a
 front view (``metrics.janus_rate``).
 
-``--out`` writes the records as JSON with the command, the machine, the date and the package version.
+``--out`` writes the records as JSON with the command, the machine, the date and the package version,
+after every run (``"complete": false`` until the last), and each run's front view beside it
+(``FILE.fronts.pt``, ``[3,64,64]`` uint8 per prompt and seed), from which the diversity is computed.
+A sweep stopped part-way continues with ``--resume``: the runs already in the file are kept, if the
+file's method and overrides are the ones asked for.
 """
 
 from __future__ import annotations
@@ -68,12 +72,19 @@ def fit_to_renders(run: System, n_views: int = 96) -> list[float]:
 
 
 def sweep(prompts: list[str], seeds: list[int], overrides: dict, method: str = "dreamfusion", fit_renders: bool = False,
-          pipe=None, clip=None) -> list[dict]:
-    """One record per prompt and seed: R-precision, the saturation of the scoring views, seconds, and the front view."""
+          pipe=None, clip=None, done: list[dict] = (), on_record=None) -> list[dict]:
+    """One record per prompt and seed: R-precision, the saturation of the scoring views, seconds, and the front view.
+
+    Runs whose (prompt, seed) is among the records ``done`` are not run again; ``on_record(records)``
+    is called after each new run with every record so far.
+    """
     pipe, clip = pipe or load("toy-sd"), clip or load("toy-clip")
-    candidates, records = object_captions(), []
+    candidates, records = object_captions(), list(done)
+    finished = {(r["prompt"], r["seed"]) for r in records}
     for seed in seeds:
         for prompt in prompts:
+            if (prompt, seed) in finished:
+                continue
             tic = time.perf_counter()
             run = build(pipe, method, prompt, seed, overrides)
             fit_to_renders(run) if fit_renders else run.fit(show_progress=False)
@@ -81,10 +92,13 @@ def sweep(prompts: list[str], seeds: list[int], overrides: dict, method: str = "
             views = run.render(torch.full((8,), EVAL_ELEVATION), torch.arange(8) * 45.0, size=64, shading="lambertian")["rgb"]
             records.append(dict(prompt=prompt, seed=seed, r_precision=orbit_r_precision(run, prompt, candidates, clip),
                                 saturation=round(saturation(views), 4), seconds=round(seconds, 1),
-                                front=run.render(EVAL_ELEVATION, FRONT_AZIMUTH, size=64, shading="lambertian")["rgb"]))
+                                front=as_stored(run.render(EVAL_ELEVATION, FRONT_AZIMUTH, size=64, shading="lambertian")["rgb"])))
             run.close()
             print(f"seed {seed} {prompt}: R-precision {records[-1]['r_precision']:.3f} in {seconds:.0f} s", flush=True)
-    return records
+            if on_record is not None:
+                on_record(records)
+    order = {(p, s): i for i, (s, p) in enumerate((s, p) for s in seeds for p in prompts)}
+    return sorted((r for r in records if (r["prompt"], r["seed"]) in order), key=lambda r: order[r["prompt"], r["seed"]])
 
 
 def diversity(records: list[dict], clip) -> dict[str, float]:
@@ -157,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="config overrides by dotted key (values as JSON), e.g. guidance.guidance_scale=15")
     parser.add_argument("--fit-renders", action="store_true", help="MSE to the toy world's renders instead of the guidance")
     parser.add_argument("--janus", action="store_true", help="Janus backs with and without view-dependent prompts")
-    parser.add_argument("--out", type=Path, help="write the records as JSON")
+    parser.add_argument("--out", type=Path, help="write the records as JSON (and the front views beside it)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --out and run the rest")
     args = parser.parse_args(argv)
     try:
         overrides = dict(parse_assignment(item) for item in args.set)
@@ -165,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
             if key in overrides:
                 raise ValueError(f"--set {key}: set by the sweep itself (--seeds, --prompts, --janus)")
         run_config(args.method, "a red duck", overrides)  # checked before the first run
+        if args.resume and (args.out is None or args.janus):
+            raise ValueError("--resume: needs --out, and continues only score sweeps (not --janus)")
     except ValueError as error:
         raise SystemExit(f"sweep: {error}")
     clip = load("toy-clip")
@@ -175,16 +192,62 @@ def main(argv: list[str] | None = None) -> None:
         records = janus_sweep(args.prompts, args.seeds, overrides, args.method, clip=clip)
         print(janus_table(records))
         saved.update(records=records)
-    else:
-        records = sweep(args.prompts, args.seeds, overrides, args.method, args.fit_renders, clip=clip)
-        diversities = diversity(records, clip)
-        print(table(records, args.prompts, args.seeds, diversities))
-        saved.update(fit_renders=args.fit_renders, diversity=diversities,
-                     records=[{k: v for k, v in r.items() if k != "front"} for r in records])
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(saved, indent=1) + "\n")
+        write_results(args.out, saved)
+        return
+    saved.update(fit_renders=args.fit_renders)
+    try:
+        done = resumed_records(args.out, saved) if args.resume else []
+    except ValueError as error:
+        raise SystemExit(f"sweep: {error}")
 
+    def save(records: list[dict], complete: bool = False) -> dict[str, float]:
+        diversities = diversity(records, clip)
+        write_results(args.out, {**saved, "complete": complete, "diversity": diversities,
+                                 "records": [{k: v for k, v in r.items() if k != "front"} for r in records]},
+                      {f"{r['prompt']}|{r['seed']}": to_uint8(r["front"]) for r in records})
+        return diversities
+
+    records = sweep(args.prompts, args.seeds, overrides, args.method, args.fit_renders, clip=clip, done=done,
+                    on_record=save if args.out else None)
+    diversities = save(records, complete=True) if args.out else diversity(records, clip)
+    print(table(records, args.prompts, args.seeds, diversities))
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``[1,3,H,W]`` in [0,1] -> ``[3,H,W]`` uint8, as the front views are stored."""
+    return (images[0].clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def as_stored(images: torch.Tensor) -> torch.Tensor:
+    """The front view rounded as it is stored, so a resumed sweep's diversity is the uninterrupted one's."""
+    return to_uint8(images)[None].float() / 255
+
+
+def fronts_path(out: Path) -> Path:
+    return out.with_suffix(".fronts.pt")
+
+
+def write_results(out: Path | None, saved: dict, fronts: dict | None = None) -> None:
+    if out is None:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fronts is not None:
+        torch.save(fronts, fronts_path(out))
+    out.write_text(json.dumps(saved, indent=1) + "\n")
+
+
+def resumed_records(out: Path | None, asked: dict) -> list[dict]:
+    """The records of an earlier sweep in ``out``, each with its front view ``[1,3,64,64]``, if it ran what is asked now."""
+    if out is None:
+        raise ValueError("--resume needs --out: the file to continue")
+    if not out.exists():
+        return []
+    previous = json.loads(out.read_text())
+    for key in ("method", "overrides", "fit_renders"):
+        if previous.get(key) != asked[key]:
+            raise ValueError(f"--resume: {out} has {key}={previous.get(key)!r}, this sweep asks for {asked[key]!r}")
+    fronts = torch.load(fronts_path(out))
+    return [{**r, "front": fronts[f"{r['prompt']}|{r['seed']}"][None].float() / 255} for r in previous["records"]]
 
 if __name__ == "__main__":
     main()

@@ -83,8 +83,8 @@ def test_sweep_scores_every_prompt_and_seed_and_tabulates_them(tiny_pipe, monkey
 
 def test_sweep_writes_its_command_machine_and_date_and_refuses_a_bad_key(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_script, "load", lambda name: object())
-    monkeypatch.setattr(sweep_script, "sweep", lambda prompts, seeds, overrides, method, fit_renders, clip: [
-        dict(prompt=prompts[0], seed=seeds[0], r_precision=0.5, saturation=0.25, seconds=1.0, front=None)])
+    monkeypatch.setattr(sweep_script, "sweep", lambda prompts, seeds, overrides, method, fit_renders, clip, done, on_record: [
+        dict(prompt=prompts[0], seed=seeds[0], r_precision=0.5, saturation=0.25, seconds=1.0, front=torch.zeros(1, 3, 4, 4))])
     monkeypatch.setattr(sweep_script, "diversity", lambda records, clip: {})
     out = tmp_path / "results.json"
     sweep_script.main(["--prompts", "a red torus", "--set", "system.steps=2", "--out", str(out)])
@@ -93,6 +93,7 @@ def test_sweep_writes_its_command_machine_and_date_and_refuses_a_bad_key(tmp_pat
     assert saved["method"] == "dreamfusion" and saved["overrides"] == {"system.steps": 2}
     assert saved["machine"] and saved["date"] and saved["version"]
     assert saved["records"] == [dict(prompt="a red torus", seed=0, r_precision=0.5, saturation=0.25, seconds=1.0)]
+    assert saved["complete"] is True
     with pytest.raises(SystemExit, match="system.stepz: unknown key"):
         sweep_script.main(["--set", "system.stepz=2"])
     with pytest.raises(SystemExit, match="--set system.seed: set by the sweep itself"):
@@ -107,3 +108,41 @@ def test_sweep_table_by_hand():
     assert rows[2:4] == ["| 0 | 1.00 | 0.50 | 0.750 |", "| 1 | 0.25 | 0.00 | 0.125 |"]
     assert rows[5] == "mean over seeds: 0.438; slowest run 5 s"
     assert rows[-2:] == ["| a red torus | 0.300 | 0.125 |", "| a pink mug | 0.500 | – |"]
+
+
+def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tiny_pipe, tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_script, "load", lambda name: tiny_pipe if name == "toy-sd" else object())
+    monkeypatch.setattr(sweep_script, "orbit_r_precision",
+                        lambda run, prompt, candidates, clip: sum(p.double().sum().item() for p in run.geometry.parameters()))
+    # Stands in for CLIP diversity: a number that depends on every front view of the prompt.
+    monkeypatch.setattr(sweep_script, "diversity", lambda records, clip: {
+        p: round(sum(r["front"].double().sum().item() * (1 + r["seed"]) for r in records if r["prompt"] == p), 6)
+        for p in {r["prompt"] for r in records}})
+    args = ["--prompts", "a red torus", "a pink mug", "--seeds", "0", "1", "--set", "system.steps=2",
+            "system.render_size=16", "renderer.n_samples=16"]
+    whole, part = tmp_path / "whole.json", tmp_path / "part.json"
+    sweep_script.main([*args, "--out", str(whole)])
+
+    real_build, calls = sweep_script.build, []
+
+    def build_until_the_third(*a, **k):
+        calls.append(a)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_build(*a, **k)
+
+    monkeypatch.setattr(sweep_script, "build", build_until_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_script.main([*args, "--out", str(part)])
+    stopped = json.loads(part.read_text())
+    assert stopped["complete"] is False and len(stopped["records"]) == 2
+    monkeypatch.setattr(sweep_script, "build", real_build)
+    sweep_script.main([*args, "--out", str(part), "--resume"])
+    resumed, expected = json.loads(part.read_text()), json.loads(whole.read_text())
+    assert resumed["complete"] is True and resumed["diversity"] == expected["diversity"]
+    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+    assert strip(resumed["records"]) == strip(expected["records"])
+    with pytest.raises(SystemExit, match="has overrides="):
+        sweep_script.main([*args[:-1], "renderer.n_samples=8", "--out", str(part), "--resume"])
+    with pytest.raises(SystemExit, match="--resume: needs --out"):
+        sweep_script.main([*args, "--resume"])
