@@ -4,20 +4,23 @@ Baseline: the original MLP (8 layers of 256, skip at layer 4, view-dependent col
 stratified samples per ray, no hierarchy and no empty-space skipping. Against: ``fit_nerf``
 with the hash grid and its occupancy grid. Both fit the same toy scene (50 views at 64x64) for
 the same training-time budget in one run; held-out PSNR (5 views) is recorded as they go.
+``--blender`` first writes the scene in the Blender ``transforms_*.json`` format (PNG images, as
+nerf_synthetic ships) and fits what ``load_blender`` reads back: the path a real scene takes.
 
-    .venv/bin/python benchmarks/nerf.py [--budget 300]
+    .venv/bin/python benchmarks/nerf.py [--budget 300] [--blender]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 
 import torch
 
 from minidiff3d import get_device
 from minidiff3d.nerf import fit_nerf
-from minidiff3d.toyworld import make_object, render_views
+from minidiff3d.toyworld import load_blender, make_object, render_views, write_blender
 
 NEAR, FAR = 1.8, 3.8
 
@@ -35,11 +38,18 @@ def time_to(history, bar):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per method")
+    parser.add_argument("--blender", action="store_true", help="fit the scene as written to and read from Blender format")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     obj = make_object("mug", "red", 0)
     train = render_views(obj, 50, 64, 64, seed=0)
     test = render_views(obj, 5, 64, 64, seed=99, azimuths="random")
+    if args.blender:
+        folder = tempfile.mkdtemp(prefix="nerf-bench-")
+        write_blender(train, folder, "train")
+        write_blender(test, folder, "test")
+        train, test = load_blender(folder, "train"), load_blender(folder, "test")
+    print(f"scene: the toy mug{', through Blender format' if args.blender else ''}, {len(train.images)} views")
     runs = {}
     for name, kwargs in [("plain NeRF (8x256 MLP, 64 samples)", dict(field="mlp", occupancy=False, eval_every=25)),
                          ("hash-grid NeRF + occupancy grid", dict(field="hashgrid", eval_every=50))]:

@@ -135,8 +135,9 @@ def test_the_vsd_preset_runs_and_its_update_is_logged(pipe):
     frozen = snapshot(pipe.unet)
     run = System.from_config(config, pipe)
     infos = []
-    run.fit(callback=lambda r, info: infos.append(info), show_progress=False)
+    history = run.fit(callback=lambda r, info: infos.append(info), show_progress=False)
     assert len(infos) == 3 and all(info["lora_loss"] > 0 for info in infos)
+    assert history["lora_loss"] == [info["lora_loss"] for info in infos] and history["step"] == [1, 2, 3]
     assert unchanged(frozen)
     run.close()
     assert run.render(10.0, 0.0, size=16)["rgb"].shape == (1, 3, 16, 16)  # the scene outlives the LoRA

@@ -123,7 +123,9 @@ class System:
 
     def fit(self, steps: int | None = None, max_seconds: float | None = None, callback=None, show_progress: bool = True
             ) -> dict[str, list]:
-        """Run ``steps`` (default ``config.steps``) updates, or until ``max_seconds``; returns ``history``.
+        """Run ``steps`` (default ``config.steps``) updates, or until ``max_seconds``; returns ``history``: per step
+        its ``step``, guidance ``loss``, ``shading``, ``seconds`` since the start, and what the guidance's
+        ``update`` logged (VSD: ``lora_loss``).
 
         ``callback(system, info)`` runs after each step; the progress bar shows the guidance loss."""
         steps = check_positive_int("steps", steps if steps is not None else self.config.steps)
@@ -133,9 +135,9 @@ class System:
         for _ in bar:
             info = self.step()
             seconds = offset + time.perf_counter() - tic
-            for key, value in (("step", self.step_count), ("loss", info["loss"]), ("shading", info["shading"]),
-                               ("seconds", seconds)):
-                self.history[key].append(value)
+            logged = {k: v for k, v in info.items() if k != "t"}  # the guidance's update logs too (VSD's lora_loss)
+            for key, value in {"step": self.step_count, **logged, "seconds": seconds}.items():
+                self.history.setdefault(key, []).append(value)
             bar.set_postfix(loss=f"{info['loss']:.3g}", refresh=False)
             if callback is not None:
                 callback(self, info)
