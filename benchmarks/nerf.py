@@ -13,6 +13,7 @@ nerf_synthetic ships) and fits what ``load_blender`` reads back: the path a real
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import tempfile
 
@@ -64,12 +65,21 @@ def main():
     print("| method | " + " | ".join(f"PSNR @ {t} s" for t in checkpoints) + " | time to 25 dB | steps/s |")
     print("|---|" + "---|" * (len(checkpoints) + 2))
     for name, history in runs.items():
-        cells = " | ".join(f"{psnr_at(history, t):.2f}" for t in checkpoints)
-        print(f"| {name} | {cells} | {time_to(history, 25.0):.0f} s | {history['step'][-1] / history['seconds'][-1]:.1f} |")
+        cells = " | ".join(dash(psnr_at(history, t), "{:.2f}") for t in checkpoints)
+        print(f"| {name} | {cells} | {dash(time_to(history, 25.0), '{:.0f} s', 'not reached')} | "
+              f"{history['step'][-1] / history['seconds'][-1]:.1f} |")
     plain, grid = runs["plain NeRF (8x256 MLP, 64 samples)"], runs["hash-grid NeRF + occupancy grid"]
     final = psnr_at(plain, args.budget)
-    print(f"\nplain NeRF at {args.budget:.0f} s: {final:.2f} dB; the hash grid gets there in {time_to(grid, final):.0f} s "
-          f"({args.budget / max(time_to(grid, final), 1e-9):.1f}x sooner)")
+    if math.isfinite(final):
+        print(f"\nplain NeRF at {args.budget:.0f} s: {final:.2f} dB; the hash grid gets there in {time_to(grid, final):.0f} s "
+              f"({args.budget / max(time_to(grid, final), 1e-9):.1f}x sooner)")
+    else:
+        print(f"\nthe plain NeRF reached no evaluation in {args.budget:.0f} s (its first is at step 25)")
+
+
+def dash(value: float, form: str, missing: str = "–") -> str:
+    """``value`` formatted, or ``missing`` where there is none yet (no evaluation, or never reached)."""
+    return form.format(value) if math.isfinite(value) else missing
 
 
 if __name__ == "__main__":

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         raise SystemExit(f"sweep: {error}")
     clip = load("toy-clip")
-    saved = dict(command="python scripts/sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    given = sys.argv[1:] if argv is None else argv
+    saved = dict(command="python scripts/sweep.py " + " ".join(a for a in given if a != "--resume"),  # what made the file
                  machine=describe_machine(), date=datetime.date.today().isoformat(), version=minidiff3d.__version__,
                  method=args.method, overrides=overrides)
     if args.janus:
