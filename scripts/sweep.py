@@ -219,9 +219,14 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images[0].clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def from_uint8(image: torch.Tensor) -> torch.Tensor:
+    """A stored ``[3,H,W]`` uint8 front view -> ``[1,3,H,W]`` in [0,1]."""
+    return image[None].float() / 255
+
+
 def as_stored(images: torch.Tensor) -> torch.Tensor:
     """The front view rounded as it is stored, so a resumed sweep's diversity is the uninterrupted one's."""
-    return to_uint8(images)[None].float() / 255
+    return from_uint8(to_uint8(images))
 
 
 def fronts_path(out: Path) -> Path:
@@ -237,10 +242,8 @@ def write_results(out: Path | None, saved: dict, fronts: dict | None = None) -> 
     out.write_text(json.dumps(saved, indent=1) + "\n")
 
 
-def resumed_records(out: Path | None, asked: dict) -> list[dict]:
+def resumed_records(out: Path, asked: dict) -> list[dict]:
     """The records of an earlier sweep in ``out``, each with its front view ``[1,3,64,64]``, if it ran what is asked now."""
-    if out is None:
-        raise ValueError("--resume needs --out: the file to continue")
     if not out.exists():
         return []
     previous = json.loads(out.read_text())
@@ -248,7 +251,8 @@ def resumed_records(out: Path | None, asked: dict) -> list[dict]:
         if previous.get(key) != asked[key]:
             raise ValueError(f"--resume: {out} has {key}={previous.get(key)!r}, this sweep asks for {asked[key]!r}")
     fronts = torch.load(fronts_path(out))
-    return [{**r, "front": fronts[f"{r['prompt']}|{r['seed']}"][None].float() / 255} for r in previous["records"]]
+    return [{**r, "front": from_uint8(fronts[f"{r['prompt']}|{r['seed']}"])} for r in previous["records"]]
+
 
 if __name__ == "__main__":
     main()
