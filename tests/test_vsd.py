@@ -1,5 +1,7 @@
 """Variational score distillation on a tiny Stable Diffusion saved and reloaded offline (the code path of SD 2.1)."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -118,7 +120,10 @@ def test_close_gives_the_unet_back_module_for_module(pipe):
 
 
 def test_two_vsd_runs_on_one_pipeline_keep_their_own_loras(pipe):
-    first, second = VariationalScoreDistillation(pipe, 7.5, lora_lr=1e-2), VariationalScoreDistillation(pipe, 7.5)
+    first = VariationalScoreDistillation(pipe, 7.5, lora_lr=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # peft's "multiple adapters" warning is expected here, not shown
+        second = VariationalScoreDistillation(pipe, 7.5)
     cond, _ = text(pipe, 1)
     latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     second_before = [p.detach().clone() for p in second.lora_parameters]
@@ -141,6 +146,13 @@ def test_the_vsd_preset_runs_and_its_update_is_logged(pipe):
     assert unchanged(frozen)
     run.close()
     assert run.render(10.0, 0.0, size=16)["rgb"].shape == (1, 3, 16, 16)  # the scene outlives the LoRA
+
+
+def test_a_system_in_a_with_block_takes_its_lora_out_on_leaving(pipe):
+    keys = list(pipe.unet.state_dict())
+    with System.from_config(run_config("vsd", "a red duck", {"system.render_size": 16}), pipe) as run:
+        assert list(pipe.unet.state_dict()) != keys
+    assert run.guidance.closed and list(pipe.unet.state_dict()) == keys
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -34,6 +34,7 @@ What the LoRA needs, and why:
 from __future__ import annotations
 
 import uuid
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -98,8 +99,10 @@ class VariationalScoreDistillation(ScoreDistillation):
         self.adapter = f"vsd_{uuid.uuid4().hex[:8]}"  # its own name: two VSD runs on one pipeline do not collide
         flags = [(p, p.requires_grad) for p in unet.parameters()]
         before = {id(p) for p, _ in flags}
-        unet.add_adapter(LoraConfig(r=check_positive_int("lora_rank", lora_rank), lora_alpha=lora_rank,
-                                    target_modules=list(LORA_TARGETS), init_lora_weights=True), self.adapter)
+        with warnings.catch_warnings():  # several named adapters on one U-Net is the design, not an accident
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            unet.add_adapter(LoraConfig(r=check_positive_int("lora_rank", lora_rank), lora_alpha=lora_rank,
+                                        target_modules=list(LORA_TARGETS), init_lora_weights=True), self.adapter)
         # peft starts B at zero: the LoRA begins as the pretrained U-Net, and so does its camera's
         # embedding, whose last layer starts at zero too.
         self.lora_parameters = [p for p in unet.parameters() if id(p) not in before]

@@ -171,6 +171,12 @@ class System:
         """Give the pipeline back as it was lent (VSD removes its LoRA); the system renders and exports still."""
         self.guidance.close()
 
+    def __enter__(self) -> "System":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def state_dict(self) -> dict:
         """Everything a run needs to continue exactly: the learned parts, the optimiser, the step and the generator."""
         return {"geometry": self.geometry.state_dict(), "background": self.background.state_dict(),
