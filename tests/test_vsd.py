@@ -134,6 +134,28 @@ def test_two_vsd_runs_on_one_pipeline_keep_their_own_loras(pipe):
     first.close()
 
 
+@pytest.mark.parametrize("first_to_close", [0, 1])
+def test_two_vsd_runs_closed_in_either_order_leave_the_prior_as_it_was(pipe, first_to_close):
+    keys = list(pipe.unet.state_dict())
+    latents, t = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([300])
+    cond, _ = text(pipe, 1)
+    with torch.no_grad():
+        before = pipe.unet(latents, t, cond).sample
+    runs = [VariationalScoreDistillation(pipe, 7.5, lora_lr=1e-1) for _ in range(2)]
+    for run in runs:
+        run.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runs[first_to_close].close()
+    survivor = runs[1 - first_to_close]
+    survivor.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))  # its LoRA is still there
+    with torch.no_grad():
+        assert torch.equal(pipe.unet(latents, t, cond).sample, before)  # and switched off outside its passes
+        assert not torch.allclose(survivor.lora_prediction(latents, t, cond, survivor.camera_condition(None, 1)), before)
+    survivor.close()
+    assert list(pipe.unet.state_dict()) == keys
+
+
 def test_the_vsd_preset_runs_and_its_update_is_logged(pipe):
     config = run_config("vsd", "a red duck", {"system.steps": 3, "system.render_size": 16, "renderer.n_samples": 16})
     assert isinstance(config.guidance, VSDConfig) and config.guidance.guidance_scale == 7.5

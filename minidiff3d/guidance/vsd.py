@@ -95,7 +95,6 @@ class VariationalScoreDistillation(ScoreDistillation):
         self.lora_t_range = check_t_range("lora_t_range", lora_t_range)
         self.camera_dropout = check_fraction("camera_dropout", camera_dropout)
         unet = pipe.unet
-        self._had_adapters = bool(getattr(unet, "_hf_peft_config_loaded", False))
         self.adapter = f"vsd_{uuid.uuid4().hex[:8]}"  # its own name: two VSD runs on one pipeline do not collide
         flags = [(p, p.requires_grad) for p in unet.parameters()]
         before = {id(p) for p, _ in flags}
@@ -215,8 +214,10 @@ class VariationalScoreDistillation(ScoreDistillation):
         if self.closed:
             return
         unet = self.pipe.unet
-        if self._had_adapters:
-            unet.delete_adapters(self.adapter)
+        if set(unet.peft_config) - {self.adapter}:  # another run's (or the caller's) adapters stay
+            with warnings.catch_warnings():  # peft's note that it made another adapter active: they stay disabled
+                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+                unet.delete_adapters(self.adapter)
         else:
             unet.unload_lora()
         self.closed = True
