@@ -212,7 +212,7 @@ def interpolate(attributes: torch.Tensor, raster: dict, faces: torch.Tensor) -> 
     return out if batched else out[0]
 
 
-def _edge_neighbours(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
+def face_neighbours(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
     """``[F,3]``: the face across edge k of each face (the edge opposite vertex k), -1 where the edge is open."""
     ends = torch.stack([faces[:, _NEXT], faces[:, _AFTER]], -1).reshape(-1, 2)  # [3F,2]
     key = ends.min(-1).values * n_vertices + ends.max(-1).values
@@ -270,7 +270,7 @@ def antialias(image: torch.Tensor, raster: dict, vertices_clip: torch.Tensor, fa
     s, edge = s_edge.min(-1)
     # Only a silhouette edge blends: one with no face beyond it, or whose face beyond turns away from the
     # camera. Crossing an edge into a neighbour that faces the same way stays on one surface.
-    beyond = _edge_neighbours(faces, clip.shape[-2])[front, edge]  # [P]
+    beyond = face_neighbours(faces, clip.shape[-2])[front, edge]  # [P]
     area = _edge_functions(screen[:, faces], screen[:, faces][..., 2, :])[..., 2].detach()  # [B,F] signed
     turns = torch.sign(area[b_idx, front]) != torch.sign(area[b_idx, beyond.clamp(min=0)])
     shared = (beyond >= 0) & ~turns
@@ -289,4 +289,4 @@ def antialias(image: torch.Tensor, raster: dict, vertices_clip: torch.Tensor, fa
     return out if batched else out[0]
 
 
-__all__ = ["antialias", "interpolate", "project", "projection_matrix", "rasterize"]
+__all__ = ["antialias", "face_neighbours", "interpolate", "project", "projection_matrix", "rasterize"]
