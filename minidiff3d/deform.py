@@ -45,6 +45,19 @@ class Template:
         return trimesh.Trimesh(vertices.detach().cpu().numpy(), self.faces.numpy(), process=False)
 
 
+def mesh_connectivity(faces: torch.Tensor, n_vertices: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(edges [E,2], face_pairs [P,2])`` of ``faces [F,3]``: the regularisers' connectivity, in torch, for a mesh
+    that changes every step (DMTet's); each edge once, each pair of faces across an edge once."""
+    from .raster import face_neighbours
+
+    neighbours = face_neighbours(faces, n_vertices)  # [F,3]: the face across edge k (opposite vertex k)
+    face = torch.arange(len(faces), device=faces.device)[:, None].expand_as(neighbours)
+    once = (neighbours < 0) | (neighbours > face)  # an open edge, or the lower-numbered face of two
+    ends = torch.stack([faces[:, [1, 2, 0]], faces[:, [2, 0, 1]]], -1)  # [F,3,2]
+    paired = neighbours > face
+    return ends[once], torch.stack([face[paired], neighbours[paired]], -1)
+
+
 def uniform_laplacian(vertices: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """``L x [V,3]``: each vertex minus the mean of its neighbours along ``edges [E,2]``."""
     vertices = check_tensor("vertices", vertices, shape=["V", 3], floating=True)

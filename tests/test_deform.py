@@ -60,3 +60,13 @@ def test_fit_to_a_toy_cube_lowers_chamfer_and_keeps_the_surface_smooth():
 def test_bad_target_is_named():
     with pytest.raises(ValueError, match=r"target: expected shape \[N, 3\], got \[10, 2\]"):
         fit_template(torch.rand(10, 2))
+
+
+def test_mesh_connectivity_matches_trimesh():
+    from minidiff3d.deform import mesh_connectivity
+
+    sphere = Template.icosphere(2)
+    edges, pairs = mesh_connectivity(sphere.faces, len(sphere.vertices))
+    as_set = lambda rows: {tuple(sorted(r)) for r in rows.tolist()}
+    assert as_set(edges) == as_set(sphere.edges) and len(edges) == len(sphere.edges)
+    assert as_set(pairs) == as_set(sphere.face_pairs) and len(pairs) == len(sphere.face_pairs)

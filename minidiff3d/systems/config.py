@@ -49,6 +49,8 @@ class SystemConfig:
     lambda_orient: float = 1e-2
     lambda_sparsity: float = 0.01
     lambda_opaque: float = 0.0
+    lambda_laplacian: float = 0.0  # a mesh renderer's regularisers (Magic3D's fine stage)
+    lambda_normal: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -59,7 +61,7 @@ class SystemConfig:
             check_positive(f"system.{name}", getattr(self, name))
         if self.lr_end is not None:
             check_positive("system.lr_end", self.lr_end)
-        for name in ("lambda_orient", "lambda_sparsity", "lambda_opaque"):
+        for name in ("lambda_orient", "lambda_sparsity", "lambda_opaque", "lambda_laplacian", "lambda_normal"):
             check_non_negative(f"system.{name}", getattr(self, name))
         check_interval("system.elevation_range", self.elevation_range, -90.0, 90.0)
         if check_positive("system.fov_deg", self.fov_deg) >= 180:

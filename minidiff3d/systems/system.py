@@ -116,6 +116,8 @@ class System:
                 + config.lambda_opaque * opacity_entropy(out["opacity"]).sum())
         if "orientation" in out:
             loss = loss + config.lambda_orient * out["orientation"] * out["opacity"].numel()
+        if "laplacian" in out:  # a mesh renderer's: the mesh it drew
+            loss = loss + config.lambda_laplacian * out["laplacian"] + config.lambda_normal * out["normal_consistency"]
         self._descend(loss)
         logs = self.guidance.update(images.detach(), cameras, conditions, done, self.generator)
         self.step_count += 1
