@@ -21,6 +21,7 @@ import torch
 import trimesh
 
 from .metrics import chamfer_distance
+from .raster import face_neighbours
 from .validation import check_positive_int, check_tensor
 
 
@@ -48,8 +49,6 @@ class Template:
 def mesh_connectivity(faces: torch.Tensor, n_vertices: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(edges [E,2], face_pairs [P,2])`` of ``faces [F,3]``: the regularisers' connectivity, in torch, for a mesh
     that changes every step (DMTet's); each edge once, each pair of faces across an edge once."""
-    from .raster import face_neighbours
-
     neighbours = face_neighbours(faces, n_vertices)  # [F,3]: the face across edge k (opposite vertex k)
     face = torch.arange(len(faces), device=faces.device)[:, None].expand_as(neighbours)
     once = (neighbours < 0) | (neighbours > face)  # an open edge, or the lower-numbered face of two

@@ -85,11 +85,11 @@ def _case_table() -> tuple[torch.Tensor, torch.Tensor]:
     corners = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
     midpoints = torch.stack([(corners[a] + corners[b]) / 2 for a, b in TET_EDGES])
     triangles, counts = torch.full((16, 2, 3), -1), torch.zeros(16, dtype=torch.long)
+    edge_of = {frozenset(e): n for n, e in enumerate(TET_EDGES)}
     for case in range(1, 15):
         inside = [bool(case >> k & 1) for k in range(4)]
         ins = [k for k in range(4) if inside[k]]
         outs = [k for k in range(4) if not inside[k]]
-        edge_of = {frozenset(e): n for n, e in enumerate(TET_EDGES)}
         if len(ins) == 2:  # a quad: around its cycle, consecutive edges share a corner
             (a, b), (c, d) = ins, outs
             cycle = [edge_of[frozenset(p)] for p in ((a, c), (b, c), (b, d), (a, d))]

@@ -271,7 +271,8 @@ def antialias(image: torch.Tensor, raster: dict, vertices_clip: torch.Tensor, fa
     # Only a silhouette edge blends: one with no face beyond it, or whose face beyond turns away from the
     # camera. Crossing an edge into a neighbour that faces the same way stays on one surface.
     beyond = face_neighbours(faces, clip.shape[-2])[front, edge]  # [P]
-    area = _edge_functions(screen[:, faces], screen[:, faces][..., 2, :])[..., 2].detach()  # [B,F] signed
+    triangles = screen[:, faces].detach()
+    area = _edge_functions(triangles, triangles[..., 2, :])[..., 2]  # [B,F] signed: the winding on screen
     turns = torch.sign(area[b_idx, front]) != torch.sign(area[b_idx, beyond.clamp(min=0)])
     shared = (beyond >= 0) & ~turns
     keep = ~shared & (s <= 1)
