@@ -146,8 +146,6 @@ def _stop_between_steps():
 
 
 def generate(args) -> int:
-    from .systems import System
-
     out: Path = args.out
     record_path, checkpoint_path = out / "run.json", out / "checkpoint.pt"
     earlier = _read_json("--out", record_path) if record_path.exists() else None
@@ -165,7 +163,7 @@ def generate(args) -> int:
         config = build_config(args)
     out.mkdir(parents=True, exist_ok=True)
     pipe = _load_pipe(args.pretrained, args.device)
-    run = System.from_config(config, pipe)
+    run = config.build(pipe)
     if args.resume:
         run.load_state_dict(torch.load(checkpoint_path, weights_only=False))
     record = dict(config=to_dict(config), seed=config.system.seed, version=__version__, command=" ".join(sys.argv),
@@ -185,7 +183,7 @@ def _finish(run, config, record: dict, out: Path) -> int:
     from .images import save_gif
 
     record_path, checkpoint_path = out / "run.json", out / "checkpoint.pt"
-    remaining = config.system.steps - run.step_count
+    remaining = run.total_steps - run.step_count
     try:
         if remaining > 0:
             with _stop_between_steps() as stop:
@@ -195,7 +193,7 @@ def _finish(run, config, record: dict, out: Path) -> int:
         record.update(status="interrupted", steps_done=run.step_count, seconds=round(run.history["seconds"][-1], 1)
                       if run.history["seconds"] else 0.0)
         _write(record_path, record)
-        print(f"\ninterrupted at step {run.step_count} of {config.system.steps}; checkpoint saved. Continue with:\n"
+        print(f"\ninterrupted at step {run.step_count} of {run.total_steps}; checkpoint saved. Continue with:\n"
               f"  minidiff3d generate --out {out} --resume", file=sys.stderr)
         return 130
     torch.save(run.state_dict(), checkpoint_path)

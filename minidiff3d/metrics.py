@@ -265,6 +265,17 @@ def saturation(images: torch.Tensor) -> float:
     return ((high - low) / high.clamp(min=1e-6)).mean().item()
 
 
+def laplacian_energy(images: torch.Tensor) -> float:
+    """Sharpness: the mean square of the 5-point Laplacian of the luminance of ``images [B,3,H,W]`` in [0,1]
+    (valid pixels only, no padding). 0 for a flat image; edges and fine texture raise it, blur lowers it."""
+    images = check_images("images", images)
+    if min(images.shape[-2:]) < 3:
+        raise ValueError(f"images: expected at least 3x3 pixels for the Laplacian, got {list(images.shape[-2:])}")
+    grey = (images * images.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1)  # ITU-R BT.601 luma
+    laplacian = (grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:] - 4 * grey[:, 1:-1, 1:-1])
+    return laplacian.square().mean().item()
+
+
 @torch.no_grad()
 def clip_diversity(images: torch.Tensor, clip) -> float:
     """1 - the mean pairwise cosine similarity of CLIP embeddings of ``images [B,3,H,W]`` (B ≥ 2).

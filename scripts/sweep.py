@@ -6,7 +6,7 @@
     python scripts/sweep.py --prompts "a yellow duck" --janus --seeds 0 1 2 3 4 5 6 7 8 9 --set system.steps=200 \
         --out notebooks/results/04_janus.json                                         # chapter 04's Janus table
 
-Each run is ``System.from_config(run_config(method, prompt, overrides))`` with the seed set, so a
+Each run is ``run_config(method, prompt, overrides).build(pipe)`` with the seed set, so a
 ``--set`` takes any key of the method's config (``minidiff3d methods`` lists the presets). Prints a
 markdown table: R-precision per prompt and seed (toy CLIP, eight lit views at elevation 15°, all 80
 toy captions as candidates), each seed's mean, and the slowest run; then, per prompt, the mean
@@ -22,6 +22,12 @@ guidance does not, the prior's gradient is what falls short.
 ``--janus`` runs each prompt and seed with and without view-dependent prompts, renders each result
 from behind (azimuth 180°, elevation 15°, lit), and records whether toy CLIP takes that back for a
 front view (``metrics.janus_rate``).
+
+Each record also holds the sharpness of the eight views (``metrics.laplacian_energy``) and the
+exported mesh's statistics (faces, pieces before and after dropping specks, watertight). A
+coarse-to-fine method (Magic3D) records its coarse stage's scores and seconds as well, under
+``"coarse"``. ``--eval-every N`` scores R-precision every N steps into ``"curve"`` ([step, seconds,
+R-precision]): the time a method takes to reach a given score. Seconds never count the scoring.
 
 ``--out`` writes the records as JSON with the command, the machine, the date and the package version,
 after every run (``"complete": false`` until the last), and each run's front view beside it
@@ -44,17 +50,17 @@ import torch
 import minidiff3d
 from minidiff3d.config import parse_assignment
 from minidiff3d.images import to_channels_first
-from minidiff3d.metrics import clip_diversity, janus_rate, saturation
+from minidiff3d.metrics import clip_diversity, janus_rate, laplacian_energy, saturation
 from minidiff3d.priors import load, object_captions
 from minidiff3d.runtime import describe_machine
-from minidiff3d.systems import PRESETS, System, orbit_r_precision, run_config
+from minidiff3d.systems import PRESETS, CoarseToFine, System, orbit_r_precision, run_config
 from minidiff3d.toyworld import make_object, render as toy_render
 
 EVAL_ELEVATION, FRONT_AZIMUTH = 15.0, 30.0
 
 
 def build(pipe, method: str, prompt: str, seed: int, overrides: dict, **more) -> System:
-    return System.from_config(run_config(method, prompt, {**overrides, "system.seed": seed, **more}), pipe)
+    return run_config(method, prompt, {**overrides, "system.seed": seed, **more}).build(pipe)
 
 
 def fit_to_renders(run: System, n_views: int = 96) -> list[float]:
@@ -71,9 +77,59 @@ def fit_to_renders(run: System, n_views: int = 96) -> list[float]:
     return run.fit_images(targets, cameras)
 
 
+def mesh_stats(run, min_piece: float = 0.05) -> dict | None:
+    """The exported mesh: faces, pieces (all, and those kept: at least ``min_piece`` of the largest), watertight."""
+    try:
+        pieces = run.export_mesh(min_piece=0.0).split(only_watertight=False)
+    except ValueError:  # no surface at the export level
+        return None
+    largest = max(len(piece.faces) for piece in pieces)
+    kept = [piece for piece in pieces if len(piece.faces) >= min_piece * largest]
+    return dict(faces=sum(len(p.faces) for p in kept), pieces=len(kept), raw_pieces=len(pieces),
+                watertight=all(p.is_watertight for p in kept))
+
+
+def evaluate(run, prompt: str, candidates: list[str], clip) -> dict:
+    """R-precision, saturation and sharpness of the eight lit views, the mesh's statistics, and the front view."""
+    views = run.render(torch.full((8,), EVAL_ELEVATION), torch.arange(8) * 45.0, size=64, shading="lambertian")["rgb"]
+    return dict(r_precision=orbit_r_precision(run, prompt, candidates, clip), saturation=round(saturation(views), 4),
+                sharpness=round(laplacian_energy(views), 5), mesh=mesh_stats(run),
+                front=as_stored(run.render(EVAL_ELEVATION, FRONT_AZIMUTH, size=64, shading="lambertian")["rgb"]))
+
+
+def fit_scored(run, score, eval_every: int | None = None) -> dict:
+    """Fit ``run``: its ``seconds`` (less the scoring), the R-precision ``curve`` every ``eval_every`` steps, and for a
+    ``CoarseToFine`` the coarse stage's ``score(run)`` with its seconds."""
+    tic, scoring, curve, out = time.perf_counter(), [0.0], [], {}
+
+    def elapsed() -> float:
+        return time.perf_counter() - tic - scoring[0]
+
+    def scored(fn):
+        seconds, start = elapsed(), time.perf_counter()
+        value = fn()
+        scoring[0] += time.perf_counter() - start
+        return seconds, value
+
+    def callback(system, info):
+        if eval_every and run.step_count % eval_every == 0:
+            seconds, value = scored(lambda: score(run)["r_precision"])
+            curve.append([run.step_count, round(seconds, 1), value])
+
+    if isinstance(run, CoarseToFine):
+        run.fit(run.coarse.total_steps, callback=callback, show_progress=False)
+        seconds, coarse = scored(lambda: score(run))
+        out["coarse"] = {**coarse, "seconds": round(seconds, 1)}
+    run.fit(callback=callback, show_progress=False)
+    out["seconds"] = round(elapsed(), 1)
+    if eval_every:
+        out["curve"] = curve
+    return out
+
+
 def sweep(prompts: list[str], seeds: list[int], overrides: dict, method: str = "dreamfusion", fit_renders: bool = False,
-          pipe=None, clip=None, done: list[dict] = (), on_record=None) -> list[dict]:
-    """One record per prompt and seed: R-precision, the saturation of the scoring views, seconds, and the front view.
+          pipe=None, clip=None, done: list[dict] = (), on_record=None, eval_every: int | None = None) -> list[dict]:
+    """One record per prompt and seed: ``evaluate``'s scores, seconds, and what ``fit_scored`` adds.
 
     Runs whose (prompt, seed) is among the records ``done`` are not run again; ``on_record(records)``
     is called after each new run with every record so far.
@@ -87,14 +143,16 @@ def sweep(prompts: list[str], seeds: list[int], overrides: dict, method: str = "
                 continue
             tic = time.perf_counter()
             run = build(pipe, method, prompt, seed, overrides)
-            fit_to_renders(run) if fit_renders else run.fit(show_progress=False)
-            seconds = time.perf_counter() - tic
-            views = run.render(torch.full((8,), EVAL_ELEVATION), torch.arange(8) * 45.0, size=64, shading="lambertian")["rgb"]
-            records.append(dict(prompt=prompt, seed=seed, r_precision=orbit_r_precision(run, prompt, candidates, clip),
-                                saturation=round(saturation(views), 4), seconds=round(seconds, 1),
-                                front=as_stored(run.render(EVAL_ELEVATION, FRONT_AZIMUTH, size=64, shading="lambertian")["rgb"])))
+            score = lambda run: evaluate(run, prompt, candidates, clip)  # noqa: E731
+            if fit_renders:
+                fit_to_renders(run)
+                fitted = dict(seconds=round(time.perf_counter() - tic, 1))
+            else:
+                fitted = fit_scored(run, score, eval_every)
+            records.append(dict(prompt=prompt, seed=seed, **score(run), **fitted))
             run.close()
-            print(f"seed {seed} {prompt}: R-precision {records[-1]['r_precision']:.3f} in {seconds:.0f} s", flush=True)
+            print(f"seed {seed} {prompt}: R-precision {records[-1]['r_precision']:.3f} in {records[-1]['seconds']:.0f} s",
+                  flush=True)
             if on_record is not None:
                 on_record(records)
     order = {(p, s): i for i, (s, p) in enumerate((s, p) for s in seeds for p in prompts)}
@@ -171,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="config overrides by dotted key (values as JSON), e.g. guidance.guidance_scale=15")
     parser.add_argument("--fit-renders", action="store_true", help="MSE to the toy world's renders instead of the guidance")
     parser.add_argument("--janus", action="store_true", help="Janus backs with and without view-dependent prompts")
+    parser.add_argument("--eval-every", type=int, metavar="N", help="score R-precision every N steps (the record's curve)")
     parser.add_argument("--out", type=Path, help="write the records as JSON (and the front views beside it)")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --out and run the rest")
     args = parser.parse_args(argv)
@@ -195,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         saved.update(records=records)
         write_results(args.out, saved)
         return
-    saved.update(fit_renders=args.fit_renders)
+    saved.update(fit_renders=args.fit_renders, eval_every=args.eval_every)
     try:
         done = resumed_records(args.out, saved) if args.resume else []
     except ValueError as error:
@@ -204,14 +263,22 @@ def main(argv: list[str] | None = None) -> None:
     def save(records: list[dict], complete: bool = False) -> dict[str, float]:
         diversities = diversity(records, clip)
         write_results(args.out, {**saved, "complete": complete, "diversity": diversities,
-                                 "records": [{k: v for k, v in r.items() if k != "front"} for r in records]},
+                                 "records": [without_fronts(r) for r in records]},
                       {f"{r['prompt']}|{r['seed']}": to_uint8(r["front"]) for r in records})
         return diversities
 
     records = sweep(args.prompts, args.seeds, overrides, args.method, args.fit_renders, clip=clip, done=done,
-                    on_record=save if args.out else None)
+                    on_record=save if args.out else None, eval_every=args.eval_every)
     diversities = save(records, complete=True) if args.out else diversity(records, clip)
     print(table(records, args.prompts, args.seeds, diversities))
+
+
+def without_fronts(record: dict) -> dict:
+    """The record as JSON holds it: the front views (the run's, and the coarse stage's) are stored beside the file."""
+    out = {k: v for k, v in record.items() if k != "front"}
+    if "coarse" in out:
+        out["coarse"] = without_fronts(out["coarse"])
+    return out
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -247,7 +314,7 @@ def resumed_records(out: Path, asked: dict) -> list[dict]:
     if not out.exists():
         return []
     previous = json.loads(out.read_text())
-    for key in ("method", "overrides", "fit_renders"):
+    for key in ("method", "overrides", "fit_renders", "eval_every"):
         if previous.get(key) != asked[key]:
             raise ValueError(f"--resume: {out} has {key}={previous.get(key)!r}, this sweep asks for {asked[key]!r}")
     fronts = torch.load(fronts_path(out))

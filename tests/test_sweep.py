@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import trimesh
 
 from minidiff3d.cameras import orbit_camera
 from minidiff3d.priors import load, object_captions, tiny_stable_diffusion
@@ -83,7 +84,7 @@ def test_sweep_scores_every_prompt_and_seed_and_tabulates_them(tiny_pipe, monkey
 
 def test_sweep_writes_its_command_machine_and_date_and_refuses_a_bad_key(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_script, "load", lambda name: object())
-    monkeypatch.setattr(sweep_script, "sweep", lambda prompts, seeds, overrides, method, fit_renders, clip, done, on_record: [
+    monkeypatch.setattr(sweep_script, "sweep", lambda prompts, seeds, overrides, method, fit_renders, clip, done, on_record, eval_every: [
         dict(prompt=prompts[0], seed=seeds[0], r_precision=0.5, saturation=0.25, seconds=1.0, front=torch.zeros(1, 3, 4, 4))])
     monkeypatch.setattr(sweep_script, "diversity", lambda records, clip: {})
     out = tmp_path / "results.json"
@@ -98,6 +99,29 @@ def test_sweep_writes_its_command_machine_and_date_and_refuses_a_bad_key(tmp_pat
         sweep_script.main(["--set", "system.stepz=2"])
     with pytest.raises(SystemExit, match="--set system.seed: set by the sweep itself"):
         sweep_script.main(["--set", "system.seed=2"])
+
+
+def test_a_coarse_to_fine_sweep_records_both_stages_a_curve_and_the_mesh(tiny_pipe, monkeypatch):
+    monkeypatch.setattr(sweep_script, "orbit_r_precision", lambda run, prompt, candidates, clip: float(run.step_count))
+    overrides = {"system.steps": 3, "fine.steps": 3, "fine.render_size": 16, "fine.geometry.resolution": 10,
+                 "geometry.blob_density": 10.0, **SMALL}
+    [record] = sweep_script.sweep(["a red torus"], [0], overrides, "magic3d", pipe=tiny_pipe, clip=object(), eval_every=2)
+    assert record["r_precision"] == 6.0 and record["coarse"]["r_precision"] == 3.0  # scored after each stage
+    assert [step for step, _, _ in record["curve"]] == [2, 4, 6] and [r for _, _, r in record["curve"]] == [2.0, 4.0, 6.0]
+    assert 0 < record["coarse"]["seconds"] < record["seconds"]
+    assert record["mesh"]["faces"] > 0 and record["mesh"]["pieces"] <= record["mesh"]["raw_pieces"]
+    assert record["sharpness"] > 0 and "front" not in sweep_script.without_fronts(record)["coarse"]
+
+
+def test_mesh_stats_drop_specks_but_count_them():
+    class Run:
+        def export_mesh(self, min_piece):
+            assert min_piece == 0.0
+            speck = trimesh.creation.icosphere(0, 0.05)  # 20 faces: under 5 % of 1280
+            speck.apply_translation([0.8, 0, 0])
+            return trimesh.util.concatenate([trimesh.creation.icosphere(3, 0.5), speck])
+
+    assert sweep_script.mesh_stats(Run()) == dict(faces=1280, pieces=1, raw_pieces=2, watertight=True)
 
 
 def test_sweep_table_by_hand():

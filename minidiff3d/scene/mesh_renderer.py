@@ -37,6 +37,19 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return F.normalize(summed, dim=-1)
 
 
+@torch.no_grad()
+def render_vertex_colors(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, c2w: torch.Tensor, height: int,
+                         width: int, focal: float, background: float = 1.0) -> torch.Tensor:
+    """``[B,3,H,W]``: a mesh as a viewer shows its vertex colours ``[V,3]`` in [0,1], unlit and interpolated across
+    each triangle, over a grey ``background``. What an exported GLB looks like, to compare with the field's colours."""
+    colors = check_tensor("colors", colors, shape=[len(vertices), 3], floating=True)
+    clip = raster.project(vertices, check_c2w("c2w", c2w), height, width, focal)
+    out = raster.rasterize(clip, faces, height, width)
+    covered = (out["triangle_id"] >= 0)[..., None]
+    image = torch.where(covered, raster.interpolate(colors, out, faces), torch.full_like(colors[0], background))
+    return raster.antialias(image, out, clip, faces).clamp(0, 1).permute(0, 3, 1, 2)  # clamped as MeshRenderer's
+
+
 class MeshRenderer:
     """``render(geometry, c2w [B,4,4], height, width, focal, background, shading, light_dirs [B,3], ...)`` ->
     maps ``[B,C,H,W]``: ``rgb``, ``opacity``, ``depth`` (distance along the unit ray, as the marcher's), and for
@@ -70,7 +83,9 @@ class MeshRenderer:
             maps["normal"] = unit.new_zeros(batch, height, width, 3).index_put(covered.nonzero(as_tuple=True), normals)
         colour = backdrop.index_put(covered.nonzero(as_tuple=True), albedo)
         image = torch.cat([colour, covered[..., None].to(colour)], -1)
-        image = raster.antialias(image, out, clip, faces)  # rgb and opacity, blended across silhouettes
+        # rgb and opacity blended across silhouettes. A pixel with silhouettes on two sides takes a share from
+        # each, and the shares (each up to 1/2, as nvdiffrast's) can sum past a convex blend: clamp to [0,1].
+        image = raster.antialias(image, out, clip, faces).clamp(0, 1)
         maps.update(rgb=image[..., :3], opacity=image[..., 3:], depth=(out["depth"] * directions.norm(dim=-1))[..., None])
         maps = {key: value.permute(0, 3, 1, 2) for key, value in maps.items()}
         edges, face_pairs = mesh_connectivity(faces, len(vertices))
@@ -79,4 +94,4 @@ class MeshRenderer:
         return maps
 
 
-__all__ = ["MeshRenderer", "MeshRendererConfig", "vertex_normals"]
+__all__ = ["MeshRenderer", "MeshRendererConfig", "render_vertex_colors", "vertex_normals"]

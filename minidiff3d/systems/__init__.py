@@ -1,7 +1,10 @@
-"""Text-to-3D systems composed of parts (``System``), and the methods as presets of one config (``PRESETS``)."""
+"""Text-to-3D systems composed of parts (``System``), the two-stage ``CoarseToFine`` (Magic3D), and the methods as
+presets of one config (``PRESETS``); ``run_config(method, prompt).build(pipe)`` makes either kind of run."""
 
-from .config import PRESETS, Preset, RunConfig, SystemConfig, load_run_config, run_config
-from .system import System, opacity_entropy, orbit_r_precision
+from .coarse_to_fine import CoarseToFine
+from .config import (PRESETS, CoarseToFineConfig, FineStageConfig, Preset, RunConfig, SystemConfig, load_run_config,
+                     run_config)
+from .system import System, coloured_mesh, opacity_entropy, orbit_r_precision
 
-__all__ = ["PRESETS", "Preset", "RunConfig", "System", "SystemConfig", "load_run_config", "opacity_entropy",
-           "orbit_r_precision", "run_config"]
+__all__ = ["CoarseToFine", "CoarseToFineConfig", "FineStageConfig", "PRESETS", "Preset", "RunConfig", "System",
+           "SystemConfig", "coloured_mesh", "load_run_config", "opacity_entropy", "orbit_r_precision", "run_config"]

@@ -54,6 +54,7 @@ class System:
         self.geometry, self.background = geometry.to(self.device), background.to(self.device)
         self.material, self.renderer, self.guidance, self.prompt = material, renderer, guidance, prompt
         self.run_config = run_config  # what built it, if a config did (run.json records it)
+        self.name = run_config.method if run_config else "system"  # the progress bar's
         # Every random number of a run comes from its own generator (the initial weights from its seed),
         # so the run is a function of the seed, whatever the caller draws before, during or after it.
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -79,6 +80,11 @@ class System:
         elevation = lo + (hi - lo) * torch.rand(n, generator=self.generator)
         azimuth = 360 * torch.rand(n, generator=self.generator)
         return Cameras.orbit(elevation, azimuth, self.config.radius, self.config.fov_deg, self.device)
+
+    @property
+    def total_steps(self) -> int:
+        """The steps a whole run takes (``config.steps``): ``total_steps - step_count`` remain."""
+        return self.config.steps
 
     def fraction_done(self, step: int) -> float:
         """How far ``step`` is through ``config.steps``, in [0,1]: what t and the learning rate anneal by."""
@@ -133,7 +139,7 @@ class System:
         steps = check_positive_int("steps", steps if steps is not None else self.config.steps)
         tic = time.perf_counter()
         offset = self.history["seconds"][-1] if self.history["seconds"] else 0.0
-        bar = progress(range(steps), desc=self.run_config.method if self.run_config else "system", disable=not show_progress)
+        bar = progress(range(steps), desc=self.name, disable=not show_progress)
         for _ in bar:
             info = self.step()
             seconds = offset + time.perf_counter() - tic
@@ -214,25 +220,33 @@ class System:
 
     @torch.no_grad()
     def export_mesh(self, path=None, resolution: int = 64, threshold: float = 5.0, min_piece: float = 0.05) -> trimesh.Trimesh:
-        """Marching cubes on the density at ``threshold``, vertex colours from the albedo; optionally written to ``path`` (.glb, .obj, ...).
-
-        Pieces with fewer faces than ``min_piece`` times the largest piece's are dropped: they are
-        specks of the haze SDS leaves in empty space, not parts of the object.
-        """
-        min_piece = check_fraction("min_piece", min_piece)
+        """Marching cubes on the density at ``threshold``, vertex colours from the albedo; optionally written to ``path``
+        (.glb, .obj, ...). Pieces below ``min_piece`` of the largest are dropped (``coloured_mesh``)."""
         points = grid_points(resolution).reshape(-1, 3).to(self.device)
         density = torch.cat([self.geometry.density(chunk) for chunk in points.split(65536)]).cpu()
         mesh = extract_mesh(density.reshape(resolution, resolution, resolution), level=threshold, inside="above",
                             fill_interior=True)
-        pieces = mesh.split(only_watertight=False)
-        largest = max(len(piece.faces) for piece in pieces)
-        mesh = trimesh.util.concatenate([piece for piece in pieces if len(piece.faces) >= min_piece * largest])
-        vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32).to(self.device)
-        albedo = torch.cat([self.geometry(chunk)["rgb"] for chunk in vertices.split(65536)]).cpu().numpy()
-        mesh.visual.vertex_colors = np.concatenate([(albedo * 255).round(), np.full((len(albedo), 1), 255)], 1).astype(np.uint8)
-        if path is not None:
-            mesh.export(path)
-        return mesh
+        return coloured_mesh(mesh, self.geometry, path, min_piece)
+
+
+@torch.no_grad()
+def coloured_mesh(mesh: trimesh.Trimesh, color_field: nn.Module, path=None, min_piece: float = 0.05) -> trimesh.Trimesh:
+    """``mesh`` without its specks, its vertices coloured by ``color_field(points)["rgb"]``; written to ``path`` if given.
+
+    Pieces with fewer faces than ``min_piece`` times the largest piece's are dropped: they are
+    specks of the haze SDS leaves in empty space, not parts of the object.
+    """
+    min_piece = check_fraction("min_piece", min_piece)
+    pieces = mesh.split(only_watertight=False)
+    largest = max(len(piece.faces) for piece in pieces)
+    mesh = trimesh.util.concatenate([piece for piece in pieces if len(piece.faces) >= min_piece * largest])
+    device = next(color_field.parameters()).device
+    vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32).to(device)
+    albedo = torch.cat([color_field(chunk)["rgb"] for chunk in vertices.split(65536)]).clamp(0, 1).cpu().numpy()
+    mesh.visual.vertex_colors = np.concatenate([(albedo * 255).round(), np.full((len(albedo), 1), 255)], 1).astype(np.uint8)
+    if path is not None:
+        mesh.export(path)
+    return mesh
 
 
 def orbit_r_precision(run: System, prompt: str, candidates: list[str], clip=None, n_views: int = 8,
