@@ -32,7 +32,7 @@ def loop_visibility(screen: torch.Tensor, inv_w: torch.Tensor, faces: torch.Tens
     ids = torch.full((height, width), -1, dtype=torch.long)
     for f, corner in enumerate(faces):
         tri, tri_inv_w = screen[0, corner], inv_w[0, corner]
-        weights = raster._edge_functions(tri.expand(height, width, 3, 2), pixels)
+        weights = raster.edge_functions(tri.expand(height, width, 3, 2), pixels)
         area = weights.sum(-1)
         if area.abs().max() < 1e-12:
             continue

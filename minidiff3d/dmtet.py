@@ -110,6 +110,19 @@ def _case_table() -> tuple[torch.Tensor, torch.Tensor]:
 TRIANGLES, TRIANGLE_COUNTS = _case_table()
 
 
+def case_index(corner_sdf: torch.Tensor) -> torch.Tensor:
+    """``[T]`` the case of each tetrahedron from its corners' ``corner_sdf [T,4]``: bit i is set when corner i is
+    inside (SDF < 0; zero counts as outside), so 0 and 15 are the uncut tetrahedra."""
+    return ((corner_sdf < 0).long() << torch.arange(4, device=corner_sdf.device)).sum(-1)
+
+
+def edge_crossings(start: torch.Tensor, end: torch.Tensor, sdf_start: torch.Tensor, sdf_end: torch.Tensor) -> torch.Tensor:
+    """``[E,3]`` where the SDF, linear along each edge from ``start [E,3]`` to ``end [E,3]``, is zero, given its
+    values ``sdf_start``, ``sdf_end [E]`` of opposite signs (so the denominator is never 0)."""
+    weight = (sdf_start / (sdf_start - sdf_end))[:, None]
+    return start + weight * (end - start)
+
+
 def marching_tetrahedra(vertices: torch.Tensor, sdf: torch.Tensor, grid: TetGrid) -> tuple[torch.Tensor, torch.Tensor]:
     """The zero level set of ``sdf [N]`` on ``grid``'s tetrahedra with corners at ``vertices [N,3]``.
 
@@ -125,10 +138,8 @@ def marching_tetrahedra(vertices: torch.Tensor, sdf: torch.Tensor, grid: TetGrid
     crossing = inside[edges[:, 0]] != inside[edges[:, 1]]  # [E]
     vertex_of_edge = torch.cumsum(crossing.long(), 0) - 1  # the surface vertex on each crossing edge
     a, b = edges[crossing].unbind(-1)
-    s_a, s_b = sdf[a], sdf[b]
-    weight = (s_a / (s_a - s_b))[:, None]  # the signs differ, so the denominator is never 0
-    surface = vertices[a] + weight * (vertices[b] - vertices[a])
-    case = (inside[tets].long() << torch.arange(4, device=device)).sum(-1)  # [T]
+    surface = edge_crossings(vertices[a], vertices[b], sdf[a], sdf[b])
+    case = case_index(sdf[tets])  # [T]
     count = TRIANGLE_COUNTS.to(device)[case]
     cut = count > 0
     local = TRIANGLES.to(device)[case[cut]]  # [T',2,3]
@@ -137,4 +148,5 @@ def marching_tetrahedra(vertices: torch.Tensor, sdf: torch.Tensor, grid: TetGrid
     return surface, faces
 
 
-__all__ = ["TET_EDGES", "TRIANGLES", "TRIANGLE_COUNTS", "TetGrid", "marching_tetrahedra", "tet_grid"]
+__all__ = ["TET_EDGES", "TRIANGLES", "TRIANGLE_COUNTS", "TetGrid", "case_index", "edge_crossings", "marching_tetrahedra",
+           "tet_grid"]

@@ -89,12 +89,23 @@ def _screen(vertices_clip: torch.Tensor, height: int, width: int) -> tuple[torch
 _NEXT, _AFTER = [1, 2, 0], [2, 0, 1]  # edge k runs from vertex k+1 to vertex k+2, opposite vertex k
 
 
-def _edge_functions(tri: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+def edge_functions(tri: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """``[...,3]``: for triangles ``tri [...,3,2]`` and points ``p [...,2]``, twice the signed areas of
     (b, c, p), (c, a, p), (a, b, p): the barycentric weights of a, b, c, unnormalised."""
     start, end = tri[..., _NEXT, :], tri[..., _AFTER, :]
     along, to_p = end - start, p[..., None, :] - start
     return along[..., 0] * to_p[..., 1] - along[..., 1] * to_p[..., 0]
+
+
+def perspective_correct(screen_weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``[...,3]`` barycentrics in the triangle's own plane from weights that are linear on the screen
+    (``screen_weights [...,3]``, any scale) and the corners' clip-space ``w [...,3]`` (their depths).
+
+    Projection divides by w, so equal steps on the screen are unequal steps on a slanted triangle:
+    attributes interpolated with screen weights slide towards the far corner. Weighting each by 1/w
+    and renormalising undoes it (what GPUs do for every varying)."""
+    over_w = screen_weights / w
+    return over_w / over_w.sum(-1, keepdim=True)
 
 
 @torch.no_grad()
@@ -111,7 +122,7 @@ def _visible_triangles(screen: torch.Tensor, inv_w: torch.Tensor, z_ndc: torch.T
     tri = screen[:, faces]  # [B,F,3,2]
     lo = torch.ceil(tri.amin(2) - 0.5).long().clamp(min=0)  # the first and last pixel centre in the bounding box
     hi = torch.minimum(torch.floor(tri.amax(2) - 0.5).long(), torch.tensor([width - 1, height - 1], device=device))
-    area = _edge_functions(tri, tri[..., 2, :])[..., 2]  # [B,F]: twice the signed area of (a, b, c)
+    area = edge_functions(tri, tri[..., 2, :])[..., 2]  # [B,F]: twice the signed area of (a, b, c)
     tri_z, tri_w = z_ndc[:, faces], w[:, faces]
     usable = (tri_w > 0).all(-1) & (area.abs() > 1e-12) & (lo <= hi).all(-1)
     usable &= ~((tri_z < -1).all(-1) | (tri_z > 1).all(-1))  # wholly before the near or beyond the far plane
@@ -175,11 +186,11 @@ def _surface_at(triangle_id: torch.Tensor, screen: torch.Tensor, inv_w: torch.Te
     corner = faces[triangle_id[covered]]  # [N,3]
     tri, tri_inv_w = screen[b_idx[:, None], corner], inv_w[b_idx[:, None], corner]  # [N,3,2], [N,3]
     centres = torch.stack([cols, rows], -1).to(screen.dtype) + 0.5
-    linear = _edge_functions(tri, centres)
-    perspective = linear / linear.sum(-1, keepdim=True) * tri_inv_w  # screen-space barycentrics, over w
-    inv_depth = perspective.sum(-1, keepdim=True)
-    barycentrics = screen.new_zeros(batch, height, width, 3).index_put((b_idx, rows, cols), perspective / inv_depth)
-    depth = screen.new_zeros(batch, height, width).index_put((b_idx, rows, cols), 1 / inv_depth[:, 0])
+    tri_w = 1 / tri_inv_w
+    correct = perspective_correct(edge_functions(tri, centres), tri_w)
+    barycentrics = screen.new_zeros(batch, height, width, 3).index_put((b_idx, rows, cols), correct)
+    # w is affine in the triangle's plane, so its perspective-correct blend is exact
+    depth = screen.new_zeros(batch, height, width).index_put((b_idx, rows, cols), (correct * tri_w).sum(-1))
     return {"triangle_id": triangle_id, "barycentrics": barycentrics, "depth": depth}
 
 
@@ -262,7 +273,7 @@ def antialias(image: torch.Tensor, raster: dict, vertices_clip: torch.Tensor, fa
 
     corner = faces[front]  # [P,3]
     tri = screen[b_idx[:, None], corner]  # [P,3,2], with gradients
-    e_in, e_out = _edge_functions(tri, centre(inner)), _edge_functions(tri, centre(outer))
+    e_in, e_out = edge_functions(tri, centre(inner)), edge_functions(tri, centre(outer))
     sign = torch.sign(e_in.detach().sum(-1, keepdim=True))  # the winding: inside is where e * sign >= 0
     e_in, e_out = e_in * sign, e_out * sign
     # Where the segment from the inner centre to the outer one leaves the triangle, and through which edge.
@@ -272,7 +283,7 @@ def antialias(image: torch.Tensor, raster: dict, vertices_clip: torch.Tensor, fa
     # camera. Crossing an edge into a neighbour that faces the same way stays on one surface.
     beyond = face_neighbours(faces, clip.shape[-2])[front, edge]  # [P]
     triangles = screen[:, faces].detach()
-    area = _edge_functions(triangles, triangles[..., 2, :])[..., 2]  # [B,F] signed: the winding on screen
+    area = edge_functions(triangles, triangles[..., 2, :])[..., 2]  # [B,F] signed: the winding on screen
     turns = torch.sign(area[b_idx, front]) != torch.sign(area[b_idx, beyond.clamp(min=0)])
     shared = (beyond >= 0) & ~turns
     keep = ~shared & (s <= 1)
@@ -290,4 +301,5 @@ def antialias(image: torch.Tensor, raster: dict, vertices_clip: torch.Tensor, fa
     return out if batched else out[0]
 
 
-__all__ = ["antialias", "face_neighbours", "interpolate", "project", "projection_matrix", "rasterize"]
+__all__ = ["antialias", "edge_functions", "face_neighbours", "interpolate", "perspective_correct", "project", "projection_matrix",
+           "rasterize"]

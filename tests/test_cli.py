@@ -91,6 +91,31 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes_the_same_run(first_run, 
     assert all(torch.equal(weights(first_run)[k], weights(out)[k]) for k in weights(first_run))
 
 
+def test_magic3d_writes_a_coloured_glb_and_resumes_from_its_fine_stage(tiny_folder, tmp_path, monkeypatch):
+    fine = ["fine.steps=3", "fine.render_size=16", "fine.geometry.resolution=10", "--method", "magic3d"]  # --set first
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert generate(tiny_folder, whole, *fine) == 0
+    record = json.loads((whole / "run.json").read_text())
+    assert record["config"]["method"] == "magic3d" and record["steps_done"] == 7 and record["mesh_note"] is None
+    mesh = trimesh.load(whole / "mesh.glb", force="mesh")
+    assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape == (len(mesh.vertices), 4)
+    step = System.step
+
+    def interrupt_in_the_fine_stage(self):
+        info = step(self)
+        if self.name.endswith("fine") and self.step_count == 1:
+            signal.raise_signal(signal.SIGINT)
+        return info
+
+    monkeypatch.setattr(System, "step", interrupt_in_the_fine_stage)
+    assert generate(tiny_folder, part, *fine) == 130
+    assert json.loads((part / "run.json").read_text())["steps_done"] == 5
+    monkeypatch.setattr(System, "step", step)
+    assert cli.main(["generate", "--out", str(part), "--resume", "--pretrained", tiny_folder, "--device", "cpu"]) == 0
+    saved = [torch.load(d / "checkpoint.pt", weights_only=False)["fine"]["geometry"] for d in (whole, part)]
+    assert all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--method", "dreamfusoin"], "--method: unknown method 'dreamfusoin'; expected one of dreamfusion"),
     (["--set", "guidance.scale=15"], "guidance.scale: unknown key; expected one of guidance.guidance_scale"),

@@ -145,6 +145,20 @@ def test_saturation_and_diversity_by_hand():
         clip_diversity(torch.rand(1, 3, 8, 8), same)
 
 
+
+def test_laplacian_energy_by_hand():
+    from minidiff3d.metrics import laplacian_energy
+
+    y, x = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    bowl = (0.01 * (x ** 2 + y ** 2)).expand(1, 3, 8, 8)  # grey: luma = value; its Laplacian is 0.01 (2 + 2) everywhere
+    assert laplacian_energy(bowl) == pytest.approx(0.04 ** 2, rel=1e-5)
+    assert laplacian_energy(torch.full((2, 3, 8, 8), 0.3)) == 0.0 and laplacian_energy(0.5 * (x / 7).expand(1, 3, 8, 8)) < 1e-12
+    edge = (x >= 4).float().expand(1, 3, 8, 8)
+    blurred = torch.nn.functional.avg_pool2d(edge, 3, 1, 1, count_include_pad=False)
+    assert laplacian_energy(blurred) < laplacian_energy(edge)  # sharpness: blur lowers it
+    with pytest.raises(ValueError, match="at least 3x3"):
+        laplacian_energy(torch.zeros(1, 3, 2, 8))
+
 def test_janus_rate_counts_back_views_taken_for_the_front():
     from minidiff3d.metrics import janus_rate
 
