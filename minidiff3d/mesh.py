@@ -60,17 +60,33 @@ def extract_mesh(grid, level: float = 0.0, bounds=(-1.0, 1.0), inside: str = "be
         raise ValueError(
             f"grid: no surface at level {level}: the values range over [{grid.min().item():.4g}, {grid.max().item():.4g}]"
         )
-    padded = np.pad(field, 1, constant_values=min(field.min(), iso) - 1.0)
     if fill_interior:
-        solid = padded > iso
-        sealed = ndimage.binary_closing(solid, iterations=seal_gaps) if seal_gaps > 0 else solid
-        components, _ = ndimage.label(~sealed)  # empty regions, 6-connected
-        enclosed = ~solid & (components != components[0, 0, 0])  # the padding is outside
-        padded[enclosed] = max(padded.max(), iso + 1.0)
+        field = np.where(enclosed_cells(field > iso, seal_gaps), max(field.max(), iso + 1.0), field)
+    padded = np.pad(field, 1, constant_values=min(field.min(), iso) - 1.0)
     vertices, faces = mcubes.marching_cubes(padded, iso)
     world = index_to_world(torch.from_numpy(vertices - 1.0), grid.shape[0], (lo, hi)).numpy()
     # No vertex merging: PyMCubes already shares vertices, and merging near-duplicates can pinch the surface.
     return trimesh.Trimesh(world, faces.astype(np.int64), process=False)
+
+
+def enclosed_cells(solid: np.ndarray, seal_gaps: int = 1) -> np.ndarray:
+    """The empty cells of a boolean grid ``solid [R,R,R]`` that the outside cannot reach: beyond the grid's edge is
+    outside, and gaps in the solid up to about ``2 * seal_gaps`` cells wide are sealed first (a morphological
+    closing). Sealed gaps count as enclosed too: they are pinholes in a shell, to be filled with it."""
+    padded = np.pad(np.asarray(solid, dtype=bool), 1, constant_values=False)
+    sealed = ndimage.binary_closing(padded, iterations=seal_gaps) if seal_gaps > 0 else padded
+    components, _ = ndimage.label(~sealed)  # empty regions, 6-connected; the padding's is the outside
+    return (~padded & (components != components[0, 0, 0]))[1:-1, 1:-1, 1:-1]
+
+
+def small_pieces(solid: np.ndarray, min_piece: float) -> np.ndarray:
+    """The cells of ``solid [R,R,R]`` (bool) in connected pieces (26-connected) with fewer cells than ``min_piece``
+    times the largest piece's: specks of haze, as ``systems.coloured_mesh`` drops them from a mesh."""
+    labels, count = ndimage.label(np.asarray(solid, dtype=bool), structure=np.ones((3, 3, 3)))
+    if count == 0:
+        return np.zeros_like(labels, dtype=bool)
+    sizes = np.bincount(labels.reshape(-1))[1:]
+    return np.isin(labels, 1 + np.flatnonzero(sizes < min_piece * sizes.max()))
 
 
 def meshes_from_sdf_grids(grids, level: float = 0.0, bounds=(-1.0, 1.0), **options) -> list[trimesh.Trimesh | None]:

@@ -32,6 +32,31 @@ def test_sdf_from_density_finds_the_iso_surface_at_its_distance():
     assert sdf.abs().max() <= 2 * grid.cell + 1e-6
 
 
+class Shell(torch.nn.Module):
+    """A density field as DreamFusion leaves one: a dense shell (0.38 < |x| < 0.62) with a hollow inside, a pinhole
+    through the shell's top, and a small speck of haze floating beside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # from_density finds the device from a parameter
+
+    def density(self, points):
+        r = points.norm(dim=-1)
+        shell = (r > 0.38) & (r < 0.62) & ~((points[:, :2].norm(dim=-1) < 0.05) & (points[:, 2] > 0))
+        speck = (points - torch.tensor([0.85, 0.0, 0.0])).norm(dim=-1) < 0.07
+        return 20.0 * (shell | speck).float()
+
+
+def test_from_density_fills_the_hollow_shell_seals_its_pinhole_and_drops_the_speck():
+    filled = DMTetGeometry.from_density(Shell(), resolution=32, iso_level=5.0).to_trimesh()
+    radii = torch.as_tensor(filled.vertices).norm(dim=-1)
+    assert len(filled.split(only_watertight=False)) == 1 and filled.is_watertight and filled.euler_number == 2  # a sphere
+    assert radii.min() > 0.5 and radii.max() < 0.7  # the outer surface only: no inner wall, no speck at 0.85
+    raw = DMTetGeometry.from_density(Shell(), resolution=32, iso_level=5.0, seal_gaps=0, min_piece=0.0).to_trimesh()
+    assert radii.min() > 0.5 and torch.as_tensor(raw.vertices).norm(dim=-1).min() < 0.5  # unfilled: the inner wall
+    assert len(raw.split(only_watertight=False)) >= 2  # and the speck
+
+
 def test_renders_the_sphere_with_the_marchers_maps_and_gradients_reach_every_parameter():
     geometry = _sphere_geometry()
     cameras = Cameras.orbit(torch.tensor([10.0, 40.0]), torch.tensor([0.0, 90.0]))

@@ -7,7 +7,10 @@ points: Magic3D keeps the coarse stage's hash-grid network for it, and so do we 
 It starts from the coarse stage's density ``σ``: the surface is cut where ``σ = iso_level``, and the signed
 distance is estimated to first order as ``(iso_level - σ) / |∇σ|`` (negative inside, where the density is
 higher), clamped to two cells: only the sign matters far from the surface, and near it the estimate puts the
-first mesh where marching cubes on the coarse field would.
+first mesh where marching cubes on the coarse field would. As chapter 04's export does, grid vertices that the
+outside cannot reach (the field's hollow interior, and pinholes up to two cells wide in its shell) count as inside
+(``mesh.enclosed_cells``): a density field only needs a shell to look solid, and a 32-cell grid samples a thin
+shell with gaps that would become tunnels through the mesh.
 """
 
 from __future__ import annotations
@@ -19,26 +22,35 @@ import trimesh
 from torch import nn
 
 from ..dmtet import marching_tetrahedra, tet_grid
-from ..validation import check_non_negative, check_positive, check_positive_int
+from ..mesh import enclosed_cells, small_pieces
+from ..validation import check_non_negative, check_non_negative_int, check_positive, check_positive_int
 
 
 @dataclass
 class DMTetConfig:
     """The fine stage's geometry: grid ``resolution`` (cells per axis), the coarse density's ``iso_level`` that
-    the first surface follows (chapter 04's export threshold), and how far a vertex may move, in cells."""
+    the first surface follows, how far a vertex may move, in cells, and the
+    widest gaps in the coarse shell that are sealed (about ``2 * seal_gaps`` cells; 0: none).
+
+    The level is 2, not chapter 04's export level 5: a DreamFusion field is soft, and a mesh cut at 5 misses
+    parts that its volume renders show as opaque (a roof of density 3 looks solid through a long path). Over
+    the silhouettes of four views (opacity > 0.5 against coverage), level 2 matched best of 1, 2, 3 and 5 on
+    the two fields tried (IoU 0.98 and 0.86; 0.80 and 0.72 at 5)."""
 
     resolution: int = 32
-    iso_level: float = 5.0
+    iso_level: float = 2.0
     deform_scale: float = 0.25
+    seal_gaps: int = 1
 
     def __post_init__(self):
         check_positive_int("fine.geometry.resolution", self.resolution)
         check_positive("fine.geometry.iso_level", self.iso_level)
         check_non_negative("fine.geometry.deform_scale", self.deform_scale)
+        check_non_negative_int("fine.geometry.seal_gaps", self.seal_gaps)
 
     def build(self, coarse: nn.Module) -> "DMTetGeometry":
         """The fine geometry from the coarse stage's field (a ``DensityField``), whose network is its colour."""
-        return DMTetGeometry.from_density(coarse, self.resolution, self.iso_level, self.deform_scale)
+        return DMTetGeometry.from_density(coarse, self.resolution, self.iso_level, self.deform_scale, self.seal_gaps)
 
 
 @torch.no_grad()
@@ -73,10 +85,20 @@ class DMTetGeometry(nn.Module):
         self.register_buffer("grid_vertices", self.grid.vertices.clone(), persistent=False)
 
     @classmethod
-    def from_density(cls, field: nn.Module, resolution: int = 32, iso_level: float = 5.0, deform_scale: float = 0.25):
+    def from_density(cls, field: nn.Module, resolution: int = 32, iso_level: float = 2.0, deform_scale: float = 0.25,
+                     seal_gaps: int = 1, min_piece: float = 0.05):
         grid = tet_grid(resolution, getattr(field, "bound", 1.0))
         device = next(field.parameters()).device
-        sdf = sdf_from_density(field.density, grid.vertices.to(device), iso_level, grid.cell).cpu()
+        points = grid.vertices.to(device)
+        sdf = sdf_from_density(field.density, points, iso_level, grid.cell).cpu()
+        with torch.no_grad():
+            solid = torch.cat([field.density(part) for part in points.split(65536)]).cpu() > iso_level
+        side = resolution + 1  # the grid's vertices are a side^3 lattice, x slowest (tet_grid)
+        lattice = solid.reshape(side, side, side).numpy()
+        enclosed = enclosed_cells(lattice, seal_gaps)
+        specks = small_pieces(lattice | enclosed, min_piece)
+        sdf[torch.from_numpy(enclosed & ~specks).reshape(-1)] = -grid.cell  # inside, about a cell deep
+        sdf[torch.from_numpy(specks).reshape(-1)] = grid.cell  # haze: outside
         return cls(sdf, field, resolution, grid.bound, deform_scale).to(device)
 
     def vertices(self) -> torch.Tensor:
