@@ -101,11 +101,12 @@ class FineStageConfig:
     seed and material carry over), and its own geometry, renderer and guidance.
 
     The fine stage's opacity penalties are off: a mesh's pixels are covered or not, and a penalty on
-    covered pixels would only shrink the surface. Its rate is a tenth of the coarse stage's: the signed
-    distances live within two cells (0.125) of zero, and Adam moves every one of them by about ``lr`` a step
-    in SDS's noisy directions, so at 5e-3 the surface crumples within 150 steps. Normal consistency at 100
-    (threestudio's Magic3D uses 1e4, against Stable Diffusion's larger SDS loss) is what keeps it smooth;
-    the Laplacian at 1 barely moves a mesh whose vertices are tied to the grid's edges (chapter 06).
+    covered pixels would only shrink the surface. Its rate stays at 1e-3, where the coarse stage's cosine
+    decay ends (from 1e-2): the signed distances live within two cells (0.125) of zero, and Adam moves every
+    one of them by about ``lr`` a step in SDS's noisy directions, so at 5e-3 the surface crumples within 150
+    steps. Normal consistency at 100 (threestudio's Magic3D uses 1e4, against Stable Diffusion's larger SDS
+    loss) is what keeps it smooth; the Laplacian at 1 barely moves a mesh whose vertices are tied to the
+    grid's edges (chapter 06).
     """
 
     steps: int = 150
