@@ -101,9 +101,9 @@ def perspective_correct(screen_weights: torch.Tensor, w: torch.Tensor) -> torch.
     """``[...,3]`` barycentrics in the triangle's own plane from weights that are linear on the screen
     (``screen_weights [...,3]``, any scale) and the corners' clip-space ``w [...,3]`` (their depths).
 
-    Projection divides by w, so equal steps on the screen are unequal steps on a slanted triangle:
-    attributes interpolated with screen weights slide towards the far corner. Weighting each by 1/w
-    and renormalising undoes it (what GPUs do for every varying)."""
+    Projection divides by w, so equal steps on the screen are unequal steps on a slanted triangle: screen
+    weights under-weight the far corner, and a texture drawn with them slides towards the near one.
+    Weighting each by 1/w and renormalising undoes it (what GPUs do for every varying)."""
     over_w = screen_weights / w
     return over_w / over_w.sum(-1, keepdim=True)
 

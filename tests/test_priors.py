@@ -145,7 +145,6 @@ def test_saturation_and_diversity_by_hand():
         clip_diversity(torch.rand(1, 3, 8, 8), same)
 
 
-
 def test_laplacian_energy_by_hand():
     from minidiff3d.metrics import laplacian_energy
 
@@ -158,6 +157,7 @@ def test_laplacian_energy_by_hand():
     assert laplacian_energy(blurred) < laplacian_energy(edge)  # sharpness: blur lowers it
     with pytest.raises(ValueError, match="at least 3x3"):
         laplacian_energy(torch.zeros(1, 3, 2, 8))
+
 
 def test_janus_rate_counts_back_views_taken_for_the_front():
     from minidiff3d.metrics import janus_rate

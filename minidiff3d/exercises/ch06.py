@@ -27,6 +27,7 @@ def _edge_cases(g):
              ("the corners themselves", at(triangle, triangle.tolist())),
              ("the other winding", at(triangle[[0, 2, 1]], [[1.0, 1.0], [5.0, 5.0]])),
              ("a degenerate (collinear) triangle", at(torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]), [[1.0, 0.0]]))]
+
     def random():
         n = _count(g, 1, 6)
         return dict(tri=torch.randn(n, 3, 2, generator=g) * 8, p=torch.randn(n, 2, generator=g) * 8)

@@ -92,10 +92,8 @@ class DMTetGeometry(nn.Module):
         device = next(field.parameters()).device
         points = grid.vertices.to(device)
         sdf = sdf_from_density(field.density, points, iso_level, grid.cell).cpu()
-        with torch.no_grad():
-            solid = torch.cat([field.density(part) for part in points.split(65536)]).cpu() > iso_level
         side = resolution + 1  # the grid's vertices are a side^3 lattice, x slowest (tet_grid)
-        lattice = solid.reshape(side, side, side).numpy()
+        lattice = (sdf < 0).reshape(side, side, side).numpy()  # sigma > iso_level: the sign is the density's
         enclosed = enclosed_cells(lattice, seal_gaps)
         specks = small_pieces(lattice | enclosed, min_piece)
         sdf[torch.from_numpy(enclosed & ~specks).reshape(-1)] = -grid.cell  # inside, about a cell deep
