@@ -66,6 +66,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/sampling.py
 	$(PY) benchmarks/sdf_unet.py
 	$(PY) benchmarks/raster.py
+	$(PY) benchmarks/parallel_runs.py
 
 # Build the wheel, install it into a fresh venv under build/, and load every shipped prior from it.
 wheel-check: | $(PY)

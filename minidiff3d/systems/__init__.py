@@ -4,7 +4,8 @@ presets of one config (``PRESETS``); ``run_config(method, prompt).build(pipe)`` 
 from .coarse_to_fine import CoarseToFine
 from .config import (PRESETS, CoarseToFineConfig, FineStageConfig, Preset, RunConfig, SystemConfig, load_run_config,
                      run_config)
+from .parallel import fit_parallel
 from .system import System, coloured_mesh, opacity_entropy, orbit_r_precision
 
 __all__ = ["CoarseToFine", "CoarseToFineConfig", "FineStageConfig", "PRESETS", "Preset", "RunConfig", "System",
-           "SystemConfig", "coloured_mesh", "load_run_config", "opacity_entropy", "orbit_r_precision", "run_config"]
+           "SystemConfig", "coloured_mesh", "fit_parallel", "load_run_config", "opacity_entropy", "orbit_r_precision", "run_config"]
