@@ -4,6 +4,8 @@
     minidiff3d generate --config runs/red-mug/run.json --out runs/red-mug-again     # the same run again
     minidiff3d generate "a red mug" --out runs/red-mug --set guidance.guidance_scale=15 system.steps=300
     MINIDIFF3D_QUICK=1 minidiff3d generate "a red mug" --out runs/quick              # the chapters' quick step counts
+    minidiff3d generate --image duck.png --method zero123 --out runs/duck            # image-to-3D (a caption, if given,
+                                                                                    # is only what it is scored against)
 
 A run's folder gets ``mesh.glb``, ``turntable.gif``, ``checkpoint.pt`` and ``run.json`` (the full config,
 seed, package version, machine, time, and the turntable's R-precision under toy CLIP). Ctrl-C
@@ -38,13 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minidiff3d", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="a 3-D object from a prompt: mesh.glb, turntable.gif, run.json")
-    generate.add_argument("prompt", nargs="?", help="the text prompt (optional with --config, which holds one)")
+    generate.add_argument("prompt", nargs="?", help="the text prompt (optional with --config, which holds one); "
+                          "with --image, the object's caption for scoring")
+    generate.add_argument("--image", type=Path, help="the input image of an image-to-3D method (zero123)")
     generate.add_argument("--method", help="a preset (see `minidiff3d methods`); default dreamfusion, or the --config's")
     generate.add_argument("--seed", type=int, help="the run's seed (default 0, or the --config's)")
     generate.add_argument("--out", type=Path, required=True, help="the run's folder")
     generate.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, values as JSON")
     generate.add_argument("--config", type=Path, help="a run.json (or a config's JSON) to start from")
-    generate.add_argument("--pretrained", help="a StableDiffusionPipeline folder or hub id (default: the shipped toy SD)")
+    generate.add_argument("--pretrained", help="the prior's folder or hub id: a StableDiffusionPipeline, or for image "
+                          "methods a Zero-1-to-3 checkpoint in diffusers' layout (default: the shipped toy prior)")
     generate.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
     generate.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     generate.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -73,6 +78,8 @@ def build_config(args):
         overrides["system.seed"] = args.seed
     if args.prompt is not None:
         overrides["prompt.text"] = args.prompt
+    if args.image is not None:
+        overrides["prompt.image"] = str(args.image)
     if args.config is not None:
         data = _read_json("--config", args.config)
         base = data.get("config", data)  # a run.json holds its config under "config"
@@ -84,21 +91,33 @@ def build_config(args):
         if method not in PRESETS:
             raise UsageError(f"--method: unknown method {method!r}; expected one of {', '.join(sorted(PRESETS))}")
         config = run_config(method, quick=quick_mode())
+    takes_image = hasattr(config.prompt, "image")
+    if args.image is not None and not takes_image:
+        raise UsageError(f"--image: method {config.method!r} takes a text prompt; the image-to-3D methods are "
+                         f"{', '.join(m for m, p in PRESETS.items() if p.prior != 'toy-sd')}")
     config = override(config, overrides)
-    if not config.prompt.text.strip():
+    if takes_image and not config.prompt.image:
+        raise UsageError(f"--image: method {config.method!r} needs an input image, got none")
+    if not takes_image and not config.prompt.text.strip():
         raise UsageError("prompt: expected a text prompt (or a --config that holds one), got none")
     return config
 
 
-def _load_pipe(pretrained: str | None, device: str | None):
+def _load_pipe(method: str, pretrained: str | None, device: str | None):
+    """The prior ``method`` distils: its shipped toy prior, or ``pretrained`` (a folder, or a hub id)."""
     from .priors import load, load_stable_diffusion
+    from .systems import PRESETS
+    from .zero123 import Zero123
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda was asked for, but torch sees no CUDA device")
+    prior = PRESETS[method].prior
     if pretrained is None:
-        return load("toy-sd", device)
+        return load(prior, device)
     local = Path(pretrained).exists()
+    if prior == "toy-zero123":
+        return Zero123.from_pretrained(pretrained, device, local_files_only=local)
     return load_stable_diffusion(pretrained, device, local_files_only=local)
 
 
@@ -109,7 +128,8 @@ def _turntable_r_precision(run, prompt: str) -> tuple[float | None, str]:
 
     candidates = object_captions()
     if prompt not in candidates:
-        return None, "the prompt is not one of the toy world's captions, which toy CLIP ranks"
+        return None, ("the prompt is not one of the toy world's captions, which toy CLIP ranks" if prompt else
+                      "no caption was given to score against")
     return orbit_r_precision(run, prompt, candidates, load("toy-clip")), "toy CLIP, 8 lit views at elevation 15°, 80 captions"
 
 
@@ -161,14 +181,16 @@ def generate(args) -> int:
         if earlier is not None and not args.overwrite:
             raise UsageError(f"--out: {out} holds an earlier run (run.json); pass --overwrite to replace it")
         config = build_config(args)
+    from .systems import PRESETS
+
     out.mkdir(parents=True, exist_ok=True)
-    pipe = _load_pipe(args.pretrained, args.device)
+    pipe = _load_pipe(config.method, args.pretrained, args.device)
     run = config.build(pipe)
     if args.resume:
         run.load_state_dict(torch.load(checkpoint_path, weights_only=False))
     record = dict(config=to_dict(config), seed=config.system.seed, version=__version__, command=" ".join(sys.argv),
                   machine=describe_machine(), device=str(pipe.device), python=platform.python_version(),
-                  torch=torch.__version__, quick=quick_mode(), pretrained=args.pretrained or "toy-sd",
+                  torch=torch.__version__, quick=quick_mode(), pretrained=args.pretrained or PRESETS[config.method].prior,
                   started=(earlier or {}).get("started") if args.resume else datetime.datetime.now().isoformat(timespec="seconds"),
                   status="running")
     _write(record_path, record)
@@ -209,7 +231,7 @@ def _finish(run, config, record: dict, out: Path) -> int:
                   r_precision=score, r_precision_note=how, mesh_note=mesh_note,
                   files=[f for f in ("mesh.glb", "turntable.gif", "checkpoint.pt", "run.json") if (out / f).exists()])
     _write(record_path, record)
-    print(f"{config.prompt.text!r}: {run.step_count} steps in {record['seconds']:.0f} s; R-precision "
+    print(f"{config.prompt.text or getattr(config.prompt, 'image', '')!r}: {run.step_count} steps in {record['seconds']:.0f} s; R-precision "
           f"{'n/a' if score is None else format(score, '.2f')} -> {out}")
     return 0
 

@@ -57,6 +57,10 @@ def _coerce(name: str, value, hint):
         if value not in args:
             raise fail
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[float, ...]: any length
+        if not isinstance(value, (list, tuple)):
+            raise fail
+        return tuple(_coerce(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise fail

@@ -48,3 +48,21 @@ def save_gif(frames: torch.Tensor, path, fps: int = 12, scale: int = 1) -> Path:
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / check_positive_int("fps", fps)),
                    loop=0)
     return Path(path)
+
+
+def load_image(path, size: int) -> torch.Tensor:
+    """An image file as ``[3,size,size]`` in [0,1]: transparent pixels composited on white (the toy world's
+    background), then resized (area-averaged, or bicubic when enlarging)."""
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image: expected an image file, got {str(path)!r} (no such file)")
+    picture = Image.open(path).convert("RGBA")
+    white = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+    rgb = Image.alpha_composite(white, picture).convert("RGB")
+    if rgb.size != (size, size):
+        rgb = rgb.resize((check_positive_int("size", size),) * 2,
+                         Image.Resampling.BOX if rgb.size[0] > size else Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float() / 255

@@ -6,6 +6,7 @@ The source is a jupytext percent script, exercises/source/NN_*.py. Code between
 in solutions only (an exercise has no stored output to compare with).
 
     python scripts/build_exercises.py            # regenerate and execute the solutions (full mode)
+    python scripts/build_exercises.py 07         # only chapter 07's
     python scripts/build_exercises.py --check    # exit 1 if the committed notebooks are out of sync
 """
 
@@ -71,10 +72,12 @@ def check() -> list[str]:
     return problems
 
 
-def build() -> None:
+def build(chapters: list[str]) -> None:
     from nbclient import NotebookClient
 
     for source in sorted(SOURCES.glob("[0-9][0-9]_*.py")):
+        if chapters and source.stem[:2] not in chapters:
+            continue
         notebooks = variants(source)
         nbformat.write(notebooks["exercises"], ROOT / "exercises" / f"{source.stem}.ipynb")
         solution = notebooks["solutions"]
@@ -85,9 +88,11 @@ def build() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapters", nargs="*", help="two-digit chapter numbers to build (default: all)")
     parser.add_argument("--check", action="store_true", help="only check that the committed notebooks are in sync")
-    if parser.parse_args().check:
+    args = parser.parse_args()
+    if args.check:
         problems = check()
         print("\n".join(problems) or "exercises and solutions are in sync with their sources")
         sys.exit(1 if problems else 0)
-    build()
+    build(args.chapters)

@@ -182,18 +182,14 @@ class ScoreDistillation:
     def from_latents(self, latents: torch.Tensor, text_embeddings: tuple[torch.Tensor, torch.Tensor],
                      progress: float = 0.0, generator: torch.Generator | None = None) -> GuidanceOutput:
         """SDS on scaled latents ``[B,4,h,w]`` directly (what ``loss`` does after encoding the renders)."""
-        cond, uncond = text_embeddings
-        t, noise, noisy = self._noised(latents, cond, uncond, progress, generator)
+        cond, uncond = check_text_embeddings(text_embeddings, len(latents))
+        t, noise, noisy = self._noised(latents, progress, generator)
         noise_pred = self.noise_prediction(noisy, t, cond.to(latents.device), uncond.to(latents.device))
         return self._surrogate(latents, t, noise_pred, noise, noise)
 
-    def _noised(self, latents, cond, uncond, progress, generator) -> tuple[torch.Tensor, ...]:
+    def _noised(self, latents, progress, generator) -> tuple[torch.Tensor, ...]:
         """``(t [B], ε, z_t)``: a timestep from the current range and fresh noise, both from ``generator``."""
-        sizes = {"B": len(latents)}
-        check_tensor("latents", latents, shape=["B", self.pipe.unet.config.in_channels, None, None], sizes=sizes,
-                     floating=True)
-        check_tensor("text_embeddings[0]", cond, shape=["B", None, None], sizes=sizes)
-        check_tensor("text_embeddings[1]", uncond, shape=list(cond.shape))
+        check_tensor("latents", latents, shape=[None, self.pipe.unet.config.out_channels, None, None], floating=True)
         lo, hi = self.timestep_bounds(progress)
         device = latents.device
         t = torch.randint(lo, hi + 1, (len(latents),), generator=generator, device="cpu").to(device)
@@ -211,6 +207,14 @@ class ScoreDistillation:
         target = (latents - grad).detach()
         loss = 0.5 * (latents - target).pow(2).sum()  # d loss / d latents = latents - target = grad
         return GuidanceOutput(loss, grad, t, latents, noise_pred, noise, extras or {})
+
+def check_text_embeddings(text_embeddings, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cond, uncond)`` ``[B,L,D]`` each, for a batch of ``batch`` latents, or an error naming the one that is wrong."""
+    cond, uncond = text_embeddings
+    check_tensor("text_embeddings[0]", cond, shape=[batch, None, None])
+    check_tensor("text_embeddings[1]", uncond, shape=list(cond.shape))
+    return cond, uncond
+
 
 def distill_image(guidance: ScoreDistillation, text_embeddings: tuple[torch.Tensor, torch.Tensor], steps: int = 200,
                   lr: float = 0.05, seed: int = 0, particles: int = 1) -> tuple[torch.Tensor, list[float]]:

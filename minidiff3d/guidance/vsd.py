@@ -49,7 +49,7 @@ from ..cameras import Cameras
 from ..runtime import frozen
 from ..validation import check_fraction, check_positive, check_positive_int
 from .base import GuidanceOutput, text_condition
-from .sds import SDSConfig, ScoreDistillation, check_t_range, epsilon_from_output
+from .sds import SDSConfig, ScoreDistillation, check_t_range, check_text_embeddings, epsilon_from_output
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
@@ -159,8 +159,8 @@ class VariationalScoreDistillation(ScoreDistillation):
                      progress: float = 0.0, generator: torch.Generator | None = None,
                      cameras: Cameras | None = None) -> GuidanceOutput:
         """VSD on scaled latents ``[B,4,h,w]``: ``w(t) (ε̂_pretrained - ε_LoRA)``, by the same stop-gradient trick as SDS."""
-        cond, uncond = text_embeddings
-        t, noise, noisy = self._noised(latents, cond, uncond, progress, generator)
+        cond, uncond = check_text_embeddings(text_embeddings, len(latents))
+        t, noise, noisy = self._noised(latents, progress, generator)
         noise_pred = self.noise_prediction(noisy, t, cond.to(latents.device), uncond.to(latents.device))
         with torch.no_grad():
             noise_lora = self.lora_prediction(noisy, t, cond.to(latents.device), self.camera_condition(cameras, len(latents)))

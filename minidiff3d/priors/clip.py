@@ -19,6 +19,16 @@ from ..runtime import get_device
 from ..validation import check_images
 
 
+def clip_pixels(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+    """``[B,3,H,W]`` in [0,1] -> a CLIP vision tower's input ``[B,3,size,size]``: resized (bicubic), then normalised
+    by the per-channel ``mean`` and ``std``; differentiable, unlike the PIL image processor."""
+    images = check_images("images", images)
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    mean, std = (torch.tensor(v, device=images.device, dtype=images.dtype).view(1, 3, 1, 1) for v in (mean, std))
+    return (images - mean) / std
+
+
 @dataclass
 class CLIP:
     """A ``CLIPModel`` with its tokenizer and image processor config."""
@@ -45,13 +55,8 @@ class CLIP:
 
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
         """``[B,3,H,W]`` in [0,1] -> the vision tower's normalised input ``[B,3,S,S]``."""
-        images = check_images("images", images)
-        size = self.model.config.vision_config.image_size
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-        mean = torch.tensor(self.processor.image_mean, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.processor.image_std, device=images.device).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return clip_pixels(images, self.model.config.vision_config.image_size, self.processor.image_mean,
+                           self.processor.image_std)
 
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm image embeddings ``[B,D]``."""

@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple
 
 from ..config import override, to_dict
 from ..guidance import PromptConfig, SDSConfig, VSDConfig
+from ..guidance.zero123 import ImagePromptConfig, Zero123SDSConfig
 from ..marcher import MarcherConfig
 from ..scene import BackgroundConfig, DensityFieldConfig, DMTetConfig, MaterialConfig, MeshRendererConfig
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, ELEVATION_RANGE
@@ -182,13 +183,74 @@ def magic3d() -> CoarseToFineConfig:
     return CoarseToFineConfig("magic3d", dataclasses.replace(coarse.system, steps=300), guidance=coarse.guidance)
 
 
+def zero123() -> RunConfig:
+    """Image-to-3D by Zero123-SDS on toy-zero123: DreamFusion's scene and schedule, SDS through the view-conditioned
+    prior at its own guidance scale (3), and the input view held by the reference loss (``prompt.reference_weight``).
+
+    Every render is lit by the toy world's light, unjittered, as the input photo and the prior's training
+    views were, so the field learns albedo and the reference view can match the photo exactly.
+    """
+    return RunConfig("zero123", material=MaterialConfig(shading_probs={"lambertian": 1.0}, light_spread=0.0),
+                     guidance=Zero123SDSConfig(guidance_scale=3.0, t_range=(0.02, 0.98), t_range_end=(0.02, 0.6)),
+                     prompt=ImagePromptConfig())
+
+
+@dataclass
+class RingConfig:
+    """One-2-3-45's views sampled from the prior: ``azimuths`` evenly spaced turns (from the input's azimuth) at each
+    of ``elevations`` (degrees), by ``num_inference_steps`` DDIM steps at ``guidance_scale``; the input's own camera
+    is left out, since the input itself stands there."""
+
+    azimuths: int = 8
+    elevations: tuple[float, ...] = (15.0, 50.0)
+    num_inference_steps: int = 50
+    guidance_scale: float = 3.0
+
+    def __post_init__(self):
+        check_positive_int("guidance.azimuths", self.azimuths)
+        check_positive_int("guidance.num_inference_steps", self.num_inference_steps)
+        check_non_negative("guidance.guidance_scale", self.guidance_scale)
+        if not self.elevations:
+            raise ValueError("guidance.elevations: expected at least one elevation, got ()")
+        for elevation in self.elevations:
+            check_interval("guidance.elevations", (elevation, elevation), -90.0, 90.0)
+
+    def build(self, model):
+        """The sampler (``one2345.ViewRing``) on ``model``, a ``zero123.Zero123``."""
+        from .one2345 import ViewRing
+
+        return ViewRing(model, self)
+
+
+@dataclass
+class One2345Config(RunConfig):
+    """One-2-3-45's run: the ring of views (``guidance``, a ``RingConfig``) and a photometric fit of the scene to
+    them for ``system.steps``."""
+
+    def build(self, pipe):
+        """The run (a ``One2345``) on ``pipe``, a ``zero123.Zero123``."""
+        from .one2345 import One2345
+
+        return One2345.from_config(self, pipe)
+
+
+def one2345() -> One2345Config:
+    """One-2-3-45 on toy-zero123: 15 views sampled around the input (8 turns at the input's elevation and at 50°),
+    then the density field fitted to them and the input for 300 steps, lit by the toy world's unjittered light."""
+    return One2345Config("one2345", system=SystemConfig(steps=300),
+                         material=MaterialConfig(shading_probs={"lambertian": 1.0}, light_spread=0.0),
+                         guidance=RingConfig(), prompt=ImagePromptConfig())
+
+
 class Preset(NamedTuple):
-    """A method: a one-line ``description``, its ``config`` factory, and the ``quick`` overrides of quick mode
-    (``MINIDIFF3D_QUICK=1``: the step counts the chapter's quick run uses)."""
+    """A method: a one-line ``description``, its ``config`` factory, the ``quick`` overrides of quick mode
+    (``MINIDIFF3D_QUICK=1``: the step counts the chapter's quick run uses), and the shipped ``prior`` it distils
+    (``priors.load``'s name)."""
 
     description: str
     config: Callable[[], RunConfig]
     quick: dict
+    prior: str = "toy-sd"
 
 
 PRESETS: dict[str, Preset] = {
@@ -199,6 +261,12 @@ PRESETS: dict[str, Preset] = {
     "magic3d": Preset("Magic3D: coarse SDS on a density field, then a DMTet mesh from it, rasterized at a higher "
                       "resolution and refined with SDS and mesh regularisers; writes a vertex-coloured GLB", magic3d,
                       {"system.steps": 120, "system.lr_end": None, "fine.steps": 60}),
+    "zero123": Preset("Zero123-SDS: image-to-3D, score distillation from the view-conditioned toy-zero123, with a "
+                      "reference-view loss on the input image (--image)", zero123,
+                      {"system.steps": 120, "system.lr_end": None}, prior="toy-zero123"),
+    "one2345": Preset("One-2-3-45: image-to-3D, a ring of views sampled from toy-zero123 in one batch, then the scene "
+                      "fitted to them (--image)", one2345, {"system.steps": 150, "guidance.num_inference_steps": 25},
+                      prior="toy-zero123"),
 }
 
 
@@ -223,4 +291,5 @@ def load_run_config(data: dict) -> RunConfig:
 
 
 __all__ = ["CoarseToFineConfig", "FineStageConfig", "PRESETS", "Preset", "RunConfig", "SystemConfig", "dreamfusion",
-           "load_run_config", "magic3d", "run_config", "to_dict", "vsd"]
+           "One2345Config", "RingConfig", "load_run_config", "magic3d", "one2345", "run_config", "to_dict", "vsd",
+           "zero123"]

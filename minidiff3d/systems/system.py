@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import trimesh
 from torch import nn
 
@@ -107,6 +108,24 @@ class System:
         loss.backward()
         self.optimizer.step()
 
+    def reference_loss(self) -> torch.Tensor:
+        """Image-to-3D's reference view: the MSE of the lit render from the input's camera against the input image.
+
+        The prompt must hold an input image (``guidance.zero123.ImagePrompt``). The render is lit as the
+        material lights every view; with the toy world's own light, an object of the right albedo
+        reproduces a toy-world photo exactly.
+        """
+        reference = getattr(self.prompt, "reference", None)
+        if reference is None:
+            raise ValueError(f"prompt: expected a prompt with an input image (ImagePrompt) for the reference view, "
+                             f"got {type(self.prompt).__name__}")
+        size = self.config.render_size
+        cameras = Cameras.orbit(self.prompt.elevation, self.prompt.azimuth, self.config.radius, self.config.fov_deg,
+                                self.device)
+        out = self.render_views(cameras, size, "lambertian", self.material.light_dirs(cameras.c2w, self.generator),
+                                perturb=True)
+        return F.mse_loss(out["rgb"], reference(size).to(self.device))
+
     def step(self) -> dict:
         """One guided update from a random batch of cameras; returns the guidance loss, shading, t and any update logs."""
         config = self.config
@@ -124,6 +143,8 @@ class System:
             loss = loss + config.lambda_orient * out["orientation"] * out["opacity"].numel()
         if "laplacian" in out:  # a mesh renderer's: the mesh it drew
             loss = loss + config.lambda_laplacian * out["laplacian"] + config.lambda_normal * out["normal_consistency"]
+        if getattr(self.prompt, "reference_weight", 0.0):  # an input image to hold (image-to-3D)
+            loss = loss + self.prompt.reference_weight * self.reference_loss()
         self._descend(loss)
         logs = self.guidance.update(images.detach(), cameras, conditions, done, self.generator)
         self.step_count += 1
@@ -163,17 +184,22 @@ class System:
         images = check_images("images", images)
         check_tensor("images", images, shape=[len(cameras), 3, None, None])
         steps = check_positive_int("steps", steps if steps is not None else self.config.steps)
-        size = images.shape[-1]
-        targets, lights = images.to(self.device), self.material.light_dirs(cameras.c2w[:1])
         losses = []
         for step in range(steps):
             self.schedule_learning_rate(self.fraction_done(step))
-            i = torch.randint(len(cameras), (1,), generator=self.generator).item()
-            rendered = self.render_views(cameras[i], size, "lambertian", lights, perturb=True)["rgb"]
-            loss = (rendered - targets[i:i + 1]).pow(2).mean()
-            self._descend(loss)
-            losses.append(loss.item())
+            losses.append(self.photometric_step(images, cameras))
         return losses
+
+    def photometric_step(self, images: torch.Tensor, cameras: Cameras) -> float:
+        """One MSE step towards a random one of ``images [V,3,H,W]`` (seen from ``cameras``), rendered lit
+        (lambertian) at its size; returns the loss."""
+        i = torch.randint(len(cameras), (1,), generator=self.generator).item()
+        view = cameras[i]
+        lights = self.material.light_dirs(view.c2w)
+        rendered = self.render_views(view, images.shape[-1], "lambertian", lights, perturb=True)["rgb"]
+        loss = (rendered - images[i:i + 1].to(self.device)).pow(2).mean()
+        self._descend(loss)
+        return loss.item()
 
     def close(self) -> None:
         """Give the pipeline back as it was lent (VSD removes its LoRA); the system renders and exports still."""
