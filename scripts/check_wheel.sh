@@ -46,6 +46,8 @@ size = lambda module: f"{sum(p.numel() for p in module.parameters()):,} paramete
 pipe = priors.load("toy-sd", device="cpu")
 print(f"toy-sd: {type(pipe).__name__}, U-Net {size(pipe.unet)}, VAE {size(pipe.vae)}, text encoder {size(pipe.text_encoder)}")
 print(f"toy-clip: {type(priors.load('toy-clip', device='cpu').model).__name__}")
+zero123 = priors.load("toy-zero123", device="cpu")
+print(f"toy-zero123: {type(zero123).__name__}, U-Net {size(zero123.unet)} ({zero123.unet.config.in_channels} input channels)")
 for load in (diffusion.load_point_cloud_prior, diffusion.load_sdf_prior):
     model, scheduler = load(device="cpu")
     print(f"{load.__name__}: {type(model).__name__}, {size(model)}, {type(scheduler).__name__}")

@@ -12,7 +12,8 @@ from minidiff3d.cameras import Cameras, orbit_camera
 from minidiff3d.guidance import ImagePrompt, Zero123Distillation, sds_weight
 from minidiff3d.priors import tiny_stable_diffusion
 from minidiff3d.priors.toy_zero123 import tiny_zero123
-from minidiff3d.systems import run_config
+from minidiff3d.metrics import psnr
+from minidiff3d.systems import run_config, view_psnr
 from minidiff3d.toyworld import make_object, render
 from minidiff3d.zero123 import relative_camera
 
@@ -118,3 +119,13 @@ def test_cli_generates_from_an_image(tiny, duck_png, tmp_path):
     assert record["pretrained"] == str(folder) and 0.0 <= record["r_precision"] <= 1.0
     assert cli.main(["generate", "--image", str(duck_png), "--method", "dreamfusion", "--out", str(tmp_path / "x")]) == 2
     assert cli.main(["generate", "--method", "zero123", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_view_psnr_scores_the_unseen_turns_against_the_toy_world(tiny, duck_png):
+    run = run_config("zero123", overrides={**SMALL, "prompt.image": str(duck_png)}).build(tiny)
+    duck = make_object("duck", "yellow", 0)
+    by_hand = [psnr(run.render(15.0, az, size=32, shading="lambertian")["rgb"][0],
+                    render(duck, orbit_camera(15.0, az, 2.8), 32, 32, antialias=2)["image"].permute(2, 0, 1)).item()
+               for az in (90.0, 180.0)]
+    assert view_psnr(run, duck, azimuths=(90.0, 180.0), size=32) == pytest.approx(sum(by_hand) / 2, abs=1e-4)
+    assert 5 < view_psnr(run, duck, size=32) < 40

@@ -109,18 +109,25 @@ def test_shipped_model_weights_are_stored_in_fp16():
     from safetensors import safe_open
 
     models = {name: entry for name, entry in assets.manifest().items() if "(fp16)" in entry["description"]}
-    assert {"toy-sd/unet", "toy-sd/vae", "toy-sd/text_encoder", "toy-clip"} <= set(models)
+    assert {"toy-sd/unet", "toy-sd/vae", "toy-sd/text_encoder", "toy-clip", "toy-zero123/unet",
+            "toy-zero123/cc_projection"} <= set(models)
     for name, entry in models.items():
         with safe_open(assets.HERE / entry["file"], framework="pt") as weights:
             dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}
         assert dtypes == {"F16"}, f"{name}: stored as {sorted(dtypes)}"
 
 
-@pytest.mark.parametrize("name", ["toy-sd", "toy-clip"])
+@pytest.mark.parametrize("name", ["toy-sd", "toy-clip", "toy-zero123"])
 def test_shipped_priors_load_offline(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     prior = load(name, device="cpu")
-    if name == "toy-clip":
+    if name == "toy-zero123":  # toy SD's VAE and toy CLIP's image tower under the shipped U-Net and projection
+        assert prior.unet.config.in_channels == 8 and prior.unet.dtype == torch.float32
+        assert prior.cc_projection.config.in_channel == prior.image_encoder.config.projection_dim + 4
+        assert prior.vae.config.scaling_factor == load("toy-sd", device="cpu").vae.config.scaling_factor
+        embeds, latents = prior.encode_image(torch.ones(1, 3, 64, 64))
+        assert embeds.shape == (1, 128) and latents.shape == (1, 4, 16, 16)
+    elif name == "toy-clip":
         scores = prior.similarity(torch.ones(1, 3, 64, 64), object_captions()[:4])
         assert scores.shape == (1, 4) and torch.isfinite(scores).all()
     else:

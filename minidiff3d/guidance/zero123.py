@@ -75,7 +75,9 @@ class ImagePromptConfig:
     text: str = ""  # the object's caption, if known: not a condition, only what R-precision scores the result against
     elevation: float = 15.0  # the toy world's input views; a real photo's is a guess (chapter 07 measures a wrong one)
     azimuth: float = 0.0
-    reference_weight: float = 100.0  # of the reference-view loss, against the guidance's
+    # Of the reference-view loss against the guidance's: on the toy duck, 1000 held the input view 4x closer than 100
+    # (MSE 0.0026 against 0.0115) at the same PSNR on the unseen sides (15.0 against 14.9 dB).
+    reference_weight: float = 1000.0
 
     def __post_init__(self):
         check_non_negative("prompt.reference_weight", self.reference_weight)
@@ -97,7 +99,7 @@ class ImagePrompt:
     """
 
     def __init__(self, model: Zero123, image: torch.Tensor, elevation: float = 15.0, azimuth: float = 0.0,
-                 reference_weight: float = 100.0):
+                 reference_weight: float = 1000.0):
         check_tensor("image", image, shape=[3, model.image_size, model.image_size], floating=True)
         check_images("image", image[None])  # in [0,1], finite
         self.image, self.elevation, self.azimuth = image, float(elevation), float(azimuth)

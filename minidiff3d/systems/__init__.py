@@ -2,10 +2,12 @@
 presets of one config (``PRESETS``); ``run_config(method, prompt).build(pipe)`` makes either kind of run."""
 
 from .coarse_to_fine import CoarseToFine
-from .config import (PRESETS, CoarseToFineConfig, FineStageConfig, Preset, RunConfig, SystemConfig, load_run_config,
-                     run_config)
+from .config import (PRESETS, CoarseToFineConfig, FineStageConfig, One2345Config, Preset, RingConfig, RunConfig,
+                     SystemConfig, load_run_config, run_config)
+from .one2345 import One2345
 from .parallel import fit_parallel
-from .system import System, coloured_mesh, opacity_entropy, orbit_r_precision
+from .system import System, coloured_mesh, opacity_entropy, orbit_r_precision, view_psnr
 
-__all__ = ["CoarseToFine", "CoarseToFineConfig", "FineStageConfig", "PRESETS", "Preset", "RunConfig", "System",
-           "SystemConfig", "coloured_mesh", "fit_parallel", "load_run_config", "opacity_entropy", "orbit_r_precision", "run_config"]
+__all__ = ["CoarseToFine", "CoarseToFineConfig", "FineStageConfig", "One2345", "One2345Config", "PRESETS", "Preset",
+           "RingConfig", "RunConfig", "System", "SystemConfig", "coloured_mesh", "fit_parallel", "load_run_config",
+           "opacity_entropy", "orbit_r_precision", "run_config", "view_psnr"]

@@ -15,6 +15,7 @@ averages them: sharpness is what this method trades for speed.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..cameras import Cameras
 from ..zero123 import Zero123, relative_camera
@@ -65,7 +66,8 @@ class ViewRing:
 
 class One2345(System):
     """A ``System`` whose step fits the scene to views instead of distilling a prior: the first step samples the ring
-    (the input view joins it as is), every step then fits one random view by MSE, lit as the toy world lights it."""
+    (the input view joins it as is), every step then fits one random view, area-averaged to ``system.render_size``, by
+    MSE, lit as the toy world lights it."""
 
     views: tuple[torch.Tensor, Cameras] | None = None
 
@@ -83,8 +85,10 @@ class One2345(System):
 
     def step(self) -> dict:
         images, cameras = self.ring()
+        size = self.config.render_size  # the fit renders at the system's size, as SDS does: 64² would cost 4x
+        targets = images if images.shape[-1] == size else F.interpolate(images, size=(size, size), mode="area")
         self.schedule_learning_rate(self.fraction_done(self.step_count))
-        loss = self.photometric_step(images, cameras)
+        loss = self.photometric_step(targets, cameras)
         self.step_count += 1
         return {"loss": loss, "shading": "lambertian", "t": []}
 

@@ -25,11 +25,12 @@ import torch.nn.functional as F
 import trimesh
 from torch import nn
 
-from ..cameras import Cameras
+from ..cameras import Cameras, orbit_camera
 from ..mesh import extract_mesh, grid_points
-from ..metrics import r_precision
+from ..metrics import psnr, r_precision
 from ..runtime import progress, seeded
 from ..shading import SHADINGS
+from ..toyworld import DEFAULT_FOV_DEG, render as toy_render
 from ..training import cosine_decay
 from ..validation import check_choice, check_fraction, check_images, check_positive_int, check_tensor
 from .config import RunConfig, SystemConfig
@@ -287,3 +288,17 @@ def orbit_r_precision(run: System, prompt: str, candidates: list[str], clip=None
     views = run.render(torch.full((n_views,), float(elevation)), torch.arange(n_views) * 360.0 / n_views, size=64,
                        shading="lambertian")["rgb"]
     return r_precision(views, [prompt] * n_views, candidates, clip)
+
+
+def view_psnr(run: System, truth, elevation: float = 15.0, azimuths=(45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0),
+              size: int = 64) -> float:
+    """Image-to-3D's score: mean PSNR (dB) of ``run``'s lit renders against the toy world's renders of ``truth`` (a
+    ``toyworld`` object) from the same cameras, by default the seven turns of 45° that the input (azimuth 0) did not
+    show, all at ``elevation``."""
+    azimuths = torch.as_tensor(azimuths, dtype=torch.float32).reshape(-1)
+    elevations = torch.full_like(azimuths, float(elevation))
+    renders = run.render(elevations, azimuths, size=size, shading="lambertian")["rgb"].cpu()
+    scores = [psnr(image, toy_render(truth, orbit_camera(float(elevation), float(azimuth), run.config.radius), size, size,
+                                     DEFAULT_FOV_DEG, antialias=2)["image"].permute(2, 0, 1)).item()
+              for image, azimuth in zip(renders, azimuths.tolist())]
+    return sum(scores) / len(scores)
