@@ -58,7 +58,7 @@ def load_image(path, size: int) -> torch.Tensor:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image: expected an image file, got {str(path)!r} (no such file)")
+        raise ValueError(f"image: expected an image file, got {str(path)!r} (no such file)")
     picture = Image.open(path).convert("RGBA")
     white = Image.new("RGBA", picture.size, (255, 255, 255, 255))
     rgb = Image.alpha_composite(white, picture).convert("RGB")

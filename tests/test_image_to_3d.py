@@ -119,6 +119,8 @@ def test_cli_generates_from_an_image(tiny, duck_png, tmp_path):
     assert record["pretrained"] == str(folder) and 0.0 <= record["r_precision"] <= 1.0
     assert cli.main(["generate", "--image", str(duck_png), "--method", "dreamfusion", "--out", str(tmp_path / "x")]) == 2
     assert cli.main(["generate", "--method", "zero123", "--out", str(tmp_path / "y")]) == 2
+    assert cli.main(["generate", "--image", str(tmp_path / "missing.png"), "--method", "zero123", "--out",
+                     str(tmp_path / "z"), "--pretrained", str(folder), "--device", "cpu"]) == 2
 
 
 def test_view_psnr_scores_the_unseen_turns_against_the_toy_world(tiny, duck_png):
