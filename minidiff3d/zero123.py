@@ -22,7 +22,6 @@ real checkpoint in that layout and the toy prior alike.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from .cameras import orbit_camera
 from .metrics import psnr, ssim
 from .priors.clip import clip_pixels
 from .runtime import get_device, quiet_loading
+from .toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, render
 from .validation import check_fraction, check_images, check_non_negative, check_positive_int, check_tensor
 
 CAMERA_WIDTH = 4  # [Δpolar, sin Δazimuth, cos Δazimuth, Δradius]
@@ -273,8 +273,6 @@ def novel_view_set(objects, elevation: float = 15.0, azimuth: float = 0.0, turns
 
     Returns ``inputs [N,3,S,S]``, ``truths`` {turn: ``[N,3,S,S]``}, and the angles.
     """
-    from .toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, render
-
     def view(az: float) -> torch.Tensor:
         c2w = orbit_camera(elevation, az, DEFAULT_RADIUS)
         return torch.stack([render(obj, c2w, size, size, DEFAULT_FOV_DEG, antialias=2)["image"] for obj in objects]

@@ -1,6 +1,6 @@
 """Train toy-zero123 (Zero-1-to-3 on the toy world) from toy SD, score it on held-out objects, and publish it.
 
-    .venv/bin/python scripts/train_toy_zero123.py --steps 6000        # resumes from build/toy_zero123/checkpoint
+    .venv/bin/python scripts/train_toy_zero123.py                     # resumes from build/toy_zero123/checkpoint
     accelerate launch scripts/train_toy_zero123.py ...                # several processes or a GPU
 
 As Zero-1-to-3 fine-tunes Stable Diffusion (through its image-variation model): the U-Net starts as
@@ -75,11 +75,11 @@ def pair_loss(latents, embeds, elevations, azimuths, views_per_object: int, scal
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--seeds", type=int, default=4, help="training objects per caption (object seeds 0..N-1)")
-    parser.add_argument("--views", type=int, default=24, help="renders per training object")
+    parser.add_argument("--seeds", type=int, default=8, help="training objects per caption (object seeds 0..N-1)")
+    parser.add_argument("--views", type=int, default=12, help="renders per training object")
     parser.add_argument("--held-out", type=int, default=1, help="held-out objects per caption, seeds from 10000")
     parser.add_argument("--eval-steps", type=int, default=50, help="DDIM steps of the held-out samples")
     parser.add_argument("--guidance-scale", type=float, default=3.0)

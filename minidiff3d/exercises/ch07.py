@@ -75,6 +75,7 @@ def _inputs_cases(g):
              ("every row dropped: the unconditional input", case(2, 4, 6, 5, [True, True])),
              ("one row of two dropped", case(2, 3, 8, 8, [False, True])),
              ("nothing dropped, as a mask", case(3, 2, 4, 7, [False, False, False]))]
+
     def random():
         batch = _count(g, 1, 4)
         drop = (torch.rand(batch, generator=g) > 0.5).tolist() if torch.rand(1, generator=g) > 0.3 else None

@@ -6,8 +6,9 @@ input's*. No text is involved: the conditions are the input image (its CLIP embe
 latent, computed once by ``ImagePrompt``) and, per render, the relative camera.
 
 The prior only says what the other sides look like; the input view itself is held by a
-reference-view loss (``ImagePrompt.reference_weight`` times ``System.reference_loss``), a plain photometric fit of the render from
-the input camera to the input image, as Magic123 and threestudio's Zero123 system do.
+reference-view loss (``ImagePrompt.reference_weight`` times ``System.reference_loss``), a plain
+photometric fit of the render from the input camera to the input image, as Magic123 and threestudio's
+Zero123 system do.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Zero123Distillation(ScoreDistillation):
 
 @dataclass
 class ImagePromptConfig:
-    """The input of an image-to-3D run: an ``image`` file (or ``[3,H,W]`` tensor set by hand) and its camera."""
+    """The input of an image-to-3D run: the path of an ``image`` file and the camera it was taken from."""
 
     image: str = ""
     text: str = ""  # the object's caption, if known: not a condition, only what R-precision scores the result against

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import Cameras
-from ..zero123 import Zero123, relative_camera
+from ..zero123 import Zero123
 from .config import RingConfig
 from .system import System
 
@@ -50,9 +50,9 @@ class ViewRing:
     @torch.no_grad()
     def sample(self, prompt, cameras: Cameras, generator: torch.Generator) -> torch.Tensor:
         """The views ``[V,3,S,S]`` from ``cameras``, all in one batch, conditioned on ``prompt``'s image and camera."""
-        camera = relative_camera(prompt.elevation, prompt.azimuth, cameras.elevation.cpu(), cameras.azimuth.cpu())
         images = prompt.image[None].expand(len(cameras), -1, -1, -1)
-        return self.model(images, camera, self.config.num_inference_steps, self.config.guidance_scale, generator)
+        return self.model(images, prompt.camera(cameras), self.config.num_inference_steps, self.config.guidance_scale,
+                          generator)
 
     def close(self) -> None:
         """Nothing to give back."""
