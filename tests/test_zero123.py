@@ -9,7 +9,7 @@ import torch
 from minidiff3d.priors.toy_zero123 import tiny_zero123
 from minidiff3d.toyworld import make_object
 from minidiff3d.zero123 import (CCProjection, ViewConditionedUNet, Zero123, image_scores, novel_view_set, relative_camera,
-                                widen_conv_in)
+                                score_novel_views, widen_conv_in)
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,15 @@ def test_baselines_and_scores():
     assert 5 < turned["psnr"] < 60 and turned["ssim"] < 1
     with pytest.raises(ValueError, match="images"):
         image_scores(views["inputs"][:1], views["inputs"])
+
+
+def test_score_table_holds_the_baselines_and_the_vae_ceiling(tiny):
+    views = novel_view_set([make_object("cube", "blue", 2), make_object("mug", "red", 3)], turns=(0.0, 90.0), size=32)
+    table = score_novel_views(tiny, views, num_inference_steps=2)
+    assert set(table[90.0]) == {"zero123", "copy", "mirror", "vae"} and table["samples"][90.0].shape == (2, 3, 32, 32)
+    assert table[0.0]["copy"]["psnr"] == math.inf
+    truth = views["truths"][90.0]
+    with torch.no_grad():  # the round trip by hand: the VAE's mode, decoded, from [-1, 1] back to [0, 1]
+        by_hand = (tiny.vae.decode(tiny.vae.encode(truth * 2 - 1).latent_dist.mode()).sample + 1) / 2
+    assert torch.allclose(tiny.round_trip(truth), by_hand.clamp(0, 1), atol=1e-6)
+    assert table[90.0]["vae"] == pytest.approx(image_scores(by_hand.clamp(0, 1), truth))
