@@ -4,6 +4,7 @@
     minidiff3d generate --config runs/red-mug/run.json --out runs/red-mug-again     # the same run again
     minidiff3d generate "a red mug" --out runs/red-mug --set guidance.guidance_scale=15 system.steps=300
     MINIDIFF3D_QUICK=1 minidiff3d generate "a red mug" --out runs/quick              # the chapters' quick step counts
+    minidiff3d generate "a yellow duck" --method mvdream --out runs/duck-mv          # multi-view SDS (toy-mvdream)
     minidiff3d generate --image duck.png --method zero123 --out runs/duck            # image-to-3D (a caption, if given,
                                                                                     # is only what it is scored against)
 
@@ -94,7 +95,7 @@ def build_config(args):
     takes_image = hasattr(config.prompt, "image")
     if args.image is not None and not takes_image:
         raise UsageError(f"--image: method {config.method!r} takes a text prompt; the image-to-3D methods are "
-                         f"{', '.join(m for m, p in PRESETS.items() if p.prior != 'toy-sd')}")
+                         f"{', '.join(m for m, p in PRESETS.items() if hasattr(p.config().prompt, 'image'))}")
     config = override(config, overrides)
     if takes_image and not config.prompt.image:
         raise UsageError(f"--image: method {config.method!r} needs an input image, got none")
@@ -118,6 +119,10 @@ def _load_pipe(method: str, pretrained: str | None, device: str | None):
     local = Path(pretrained).exists()
     if prior == "toy-zero123":
         return Zero123.from_pretrained(pretrained, device, local_files_only=local)
+    if prior == "toy-mvdream":
+        from .mvdream_port import load_mvdream
+
+        return load_mvdream(pretrained, device)
     return load_stable_diffusion(pretrained, device, local_files_only=local)
 
 

@@ -305,3 +305,30 @@ def janus_rate(back_renders: torch.Tensor, prompt: str, clip=None) -> float:
     texts = [with_view(prompt, view) for view in ("front", "side", "back")]
     chosen = _default_clip(clip).similarity(back_renders, texts).argmax(1)
     return (chosen == 0).float().mean().item()
+
+
+def view_consistency(views: torch.Tensor, prompts: list[str], elevation: float, azimuths, clip=None) -> float:
+    """How well each set of ``views [B,V,3,H,W]`` (V cameras at ``elevation`` and ``azimuths [V]``, degrees) shows
+    one object: the fraction of its views whose view word CLIP picks ("<prompt>, front view" against side, back
+    and overhead) is the one its camera has, for the object's best turn among the V turns of the ring.
+
+    Up to a turn, because a multi-view prior whose cameras are relative to the first view does not know which
+    side is the front: a consistent set is any turn of (front, side, back, side). A set with a face on two
+    sides scores lower; four copies of one view score 1/V. ``prompts``: one per set.
+    """
+    from .priors.captions import VIEWS, view_name, with_view
+
+    views = check_images("views", views.flatten(0, 1) if views.dim() == 5 else views).reshape(views.shape)
+    check_tensor("views", views, shape=[len(prompts), None, 3, None, None])
+    count = views.shape[1]
+    azimuths = torch.as_tensor(azimuths, dtype=torch.float32).reshape(-1)
+    if len(azimuths) != count:
+        raise ValueError(f"azimuths: expected one per view ({count}), got {len(azimuths)}")
+    turns = [view_name(torch.full((count,), float(elevation)), azimuths + azimuths[k] - azimuths[0])
+             for k in range(count)]
+    clip = _default_clip(clip)
+    scores = []
+    for prompt, images in zip(prompts, views):
+        chosen = [VIEWS[i] for i in clip.similarity(images, [with_view(prompt, v) for v in VIEWS]).argmax(1).tolist()]
+        scores.append(max(sum(c == e for c, e in zip(chosen, expected)) for expected in turns) / count)
+    return sum(scores) / len(scores)

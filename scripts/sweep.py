@@ -5,6 +5,8 @@
     python scripts/sweep.py --prompts "a pink mug" --fit-renders                      # the control, below
     python scripts/sweep.py --prompts "a yellow duck" --janus --seeds 0 1 2 3 4 5 6 7 8 9 --set system.steps=200 \
         --out notebooks/results/04_janus.json                                         # chapter 04's Janus table
+    python scripts/sweep.py --janus --methods dreamfusion mvdream --prompts "a yellow duck" "a pink mug" \
+        "a purple snowman" --seeds 0 1 2 3 4 5 6 7 --set system.steps=200 --out notebooks/results/08_janus.json
 
 Each run is ``run_config(method, prompt, overrides).build(pipe)`` with the seed set, so a
 ``--set`` takes any key of the method's config (``minidiff3d methods`` lists the presets). Prints a
@@ -19,9 +21,11 @@ object (``System.fit_images``), with the same field, optimiser, schedule, camera
 separates what the field can hold from what the guidance finds: if the control scores well and the
 guidance does not, the prior's gradient is what falls short.
 
-``--janus`` runs each prompt and seed with and without view-dependent prompts, renders each result
-from behind (azimuth 180°, elevation 15°, lit), and records whether toy CLIP takes that back for a
-front view (``metrics.janus_rate``).
+``--janus`` runs each prompt and seed with and without view-dependent prompts (a method whose prompt
+is plain, MVDream, as its preset is), renders each result from behind (azimuth 180°, elevation 15°,
+lit), and records whether toy CLIP takes that back for a front view (``metrics.janus_rate``), and the
+run's R-precision. ``--methods`` puts several methods in one file; the runs of a method and prompt
+are fitted side by side, one core each.
 
 Each record also holds the sharpness of the eight views (``metrics.laplacian_energy``) and the
 exported mesh's statistics (faces, pieces before and after dropping specks, watertight). A
@@ -53,7 +57,7 @@ from minidiff3d.images import to_channels_first
 from minidiff3d.metrics import clip_diversity, janus_rate, laplacian_energy, saturation
 from minidiff3d.priors import load, object_captions
 from minidiff3d.runtime import describe_machine
-from minidiff3d.systems import PRESETS, CoarseToFine, System, orbit_r_precision, run_config
+from minidiff3d.systems import PRESETS, CoarseToFine, System, fit_parallel, orbit_r_precision, run_config
 from minidiff3d.toyworld import make_object, render as toy_render
 
 EVAL_ELEVATION, FRONT_AZIMUTH = 15.0, 30.0
@@ -167,34 +171,46 @@ def diversity(records: list[dict], clip) -> dict[str, float]:
     return {p: round(clip_diversity(torch.cat(views), clip), 4) for p, views in fronts.items() if len(views) > 1}
 
 
-def janus_sweep(prompts: list[str], seeds: list[int], overrides: dict, method: str = "dreamfusion", pipe=None, clip=None
-                ) -> list[dict]:
-    """One record per prompt, seed and prompt style: is the back view (azimuth 180°) taken for a front?"""
-    pipe, clip = pipe or load("toy-sd"), clip or load("toy-clip")
-    records = []
-    for prompt in prompts:
-        for view_dependent in (True, False):
-            for seed in seeds:
-                tic = time.perf_counter()
-                run = build(pipe, method, prompt, seed, overrides, **{"prompt.view_dependent": view_dependent})
-                run.fit(show_progress=False)
+def janus_sweep(prompts: list[str], seeds: list[int], overrides: dict, methods=("dreamfusion",), pipes=None, clip=None,
+                on_record=None) -> list[dict]:
+    """One record per method, prompt style, prompt and seed: is the back view (azimuth 180°) taken for a front?
+
+    A method whose preset prompt is view-dependent (DreamFusion) runs with and without view words; one
+    whose prompt is plain (MVDream, whose cameras say the side) runs as its preset is. The runs of one
+    method and prompt are fitted side by side, one core each (``systems.fit_parallel``).
+    ``on_record(records)`` is called after each prompt with every record so far.
+    """
+    clip, records = clip or load("toy-clip"), []
+    for method in methods:
+        pipe = (pipes or {}).get(method) or load(PRESETS[method].prior)
+        styles = (True, False) if run_config(method, "a red duck").prompt.view_dependent else (False,)
+        for prompt in prompts:
+            grid = [(view_dependent, seed) for view_dependent in styles for seed in seeds]
+            configs = [run_config(method, prompt, {**overrides, "system.seed": seed, "prompt.view_dependent": style})
+                       for style, seed in grid]
+            for (view_dependent, seed), run in zip(grid, fit_parallel(configs, pipe)):
                 back = run.render(EVAL_ELEVATION, 180.0, size=64, shading="lambertian")["rgb"]
+                records.append(dict(method=method, prompt=prompt, seed=seed, view_dependent=view_dependent,
+                                    janus=janus_rate(back, prompt, clip) == 1.0,
+                                    r_precision=orbit_r_precision(run, prompt, object_captions(), clip),
+                                    seconds=round(run.history["seconds"][-1], 1)))
                 run.close()
-                records.append(dict(prompt=prompt, seed=seed, view_dependent=view_dependent,
-                                    janus=janus_rate(back, prompt, clip) == 1.0, seconds=round(time.perf_counter() - tic, 1)))
                 print(json.dumps(records[-1]), flush=True)
+            if on_record is not None:
+                on_record(records)
     return records
 
 
 def janus_table(records: list[dict]) -> str:
-    """Janus backs per prompt and prompt style, as 'k of n'."""
-    lines = ["| prompt | view-dependent prompts | plain prompt |", "|---|---|---|"]
-    for prompt in dict.fromkeys(r["prompt"] for r in records):
-        cells = []
-        for view_dependent in (True, False):
-            runs = [r for r in records if r["prompt"] == prompt and r["view_dependent"] == view_dependent]
-            cells.append(f"{sum(r['janus'] for r in runs)} of {len(runs)}")
-        lines.append(f"| {prompt} | {cells[0]} | {cells[1]} |")
+    """Janus backs per method, prompt style and prompt, as 'k of n', with the mean R-precision of those runs."""
+    lines = ["| method | prompt | Janus backs | R-precision |", "|---|---|---|---|"]
+    for method, view_dependent in dict.fromkeys((r["method"], r["view_dependent"]) for r in records):
+        name = f"{method}{', view prompts' if view_dependent else ''}"
+        for prompt in dict.fromkeys(r["prompt"] for r in records):
+            runs = [r for r in records if (r["method"], r["view_dependent"], r["prompt"]) == (method, view_dependent, prompt)]
+            if runs:
+                lines.append(f"| {name} | {prompt} | {sum(r['janus'] for r in runs)} of {len(runs)} | "
+                             f"{sum(r['r_precision'] for r in runs) / len(runs):.3f} |")
     return "\n".join(lines)
 
 
@@ -229,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="config overrides by dotted key (values as JSON), e.g. guidance.guidance_scale=15")
     parser.add_argument("--fit-renders", action="store_true", help="MSE to the toy world's renders instead of the guidance")
     parser.add_argument("--janus", action="store_true", help="Janus backs with and without view-dependent prompts")
+    parser.add_argument("--methods", nargs="+", choices=sorted(PRESETS), help="--janus: several methods, in one file")
     parser.add_argument("--eval-every", type=int, metavar="N", help="score R-precision every N steps (the record's curve)")
     parser.add_argument("--out", type=Path, help="write the records as JSON (and the front views beside it)")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --out and run the rest")
@@ -238,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("system.seed", "prompt.text", "prompt.view_dependent", "method"):
             if key in overrides:
                 raise ValueError(f"--set {key}: set by the sweep itself (--seeds, --prompts, --janus)")
-        run_config(args.method, "a red duck", overrides)  # checked before the first run
+        for method in args.methods or [args.method]:
+            run_config(method, "a red duck", overrides)  # checked before the first run
         if args.resume and (args.out is None or args.janus):
             raise ValueError("--resume: needs --out, and continues only score sweeps (not --janus)")
     except ValueError as error:
@@ -249,10 +267,12 @@ def main(argv: list[str] | None = None) -> None:
                  machine=describe_machine(), date=datetime.date.today().isoformat(), version=minidiff3d.__version__,
                  method=args.method, overrides=overrides)
     if args.janus:
-        records = janus_sweep(args.prompts, args.seeds, overrides, args.method, clip=clip)
+        methods = args.methods or [args.method]
+        saved.update(method=methods)
+        records = janus_sweep(args.prompts, args.seeds, overrides, methods, clip=clip,
+                              on_record=lambda records: write_results(args.out, {**saved, "records": records}))
         print(janus_table(records))
-        saved.update(records=records)
-        write_results(args.out, saved)
+        write_results(args.out, {**saved, "complete": True, "records": records})
         return
     saved.update(fit_renders=args.fit_renders, eval_every=args.eval_every)
     try:

@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
 
 from minidiff3d.cameras import get_rays, look_at, orbit_camera
-from minidiff3d.exercises import ch03, ch04, check, exercises, get_exercise, verify
-from minidiff3d.guidance import ScoreDistillation
+from minidiff3d.exercises import ch03, ch04, ch08, check, exercises, get_exercise, verify
+from minidiff3d.guidance import MultiViewDistillation, ScoreDistillation
 from minidiff3d.priors import tiny_stable_diffusion
+from minidiff3d.priors.toy_mvdream import tiny_mvdream
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("build_exercises", ROOT / "scripts" / "build_exercises.py")
@@ -161,3 +163,139 @@ def test_sds_step_reference_is_the_package_score_distillation():
     torch.testing.assert_close(loss, out.loss, rtol=1e-4, atol=1e-4)
     unguided, _ = ch04.sds_step(latents, out.noise, out.t, sds.alphas_cumprod, denoiser, 1.0, "sds")
     assert (unguided - out.grad).abs().max() > 10 * tolerance["atol"]
+
+
+# Chapter 08: MVDream. Each mistake below is one the exercise's markdown warns of; its hint must name it.
+
+def _attend(attn, x):
+    return AttnProcessor2_0()(attn, x)
+
+
+def _per_view_attention(attn, hidden_states, num_views):  # forgot the reshape: the 2-D model's attention
+    return _attend(attn, hidden_states)
+
+
+def _per_position_attention(attn, hidden_states, num_views):  # the source chapter's: (B·V, L, C) -> (B·L, V, C)
+    rows, tokens, channels = hidden_states.shape
+    sets = rows // num_views
+    x = hidden_states.reshape(sets, num_views, tokens, channels).transpose(1, 2).reshape(sets * tokens, num_views, channels)
+    return _attend(attn, x).reshape(sets, tokens, num_views, channels).transpose(1, 2).reshape(rows, tokens, channels)
+
+
+def _views_and_sets_swapped(attn, hidden_states, num_views):  # groups V chunks of B·L tokens: objects mixed
+    rows, tokens, channels = hidden_states.shape
+    return _attend(attn, hidden_states.reshape(num_views, -1, channels)).reshape(rows, tokens, channels)
+
+
+def _rows_read_view_major(attn, hidden_states, num_views):  # rows taken as v·B + b instead of b·V + v
+    rows, tokens, channels = hidden_states.shape
+    sets = rows // num_views
+    x = hidden_states.reshape(num_views, sets, tokens, channels).transpose(0, 1).reshape(sets, -1, channels)
+    return _attend(attn, x).reshape(sets, num_views, tokens, channels).transpose(0, 1).reshape(rows, tokens, channels)
+
+
+def _joint_not_reshaped_back(attn, hidden_states, num_views):
+    rows, tokens, channels = hidden_states.shape
+    return _attend(attn, hidden_states.reshape(rows // num_views, -1, channels))
+
+
+def _cameras(elevation, azimuth, subtract=0, radius=1.0, transpose=False):
+    c2w = orbit_camera(elevation, azimuth - (0 if subtract is None else azimuth[subtract]), radius)
+    return (c2w.mT if transpose else c2w).reshape(len(azimuth), 16)
+
+
+def _time_embedding(unet, timesteps):
+    return unet.time_embedding(unet.time_proj(timesteps))
+
+
+def _camera_on_the_text(unet, timesteps, cameras):
+    """The source chapter's design: the camera's MLP output goes onto the text embedding, and what reaches the
+    residual blocks is the timestep embedding alone."""
+    return _time_embedding(unet, timesteps)
+
+
+def _draw(n_sets, low, high, generator):
+    return torch.randint(low, high + 1, (n_sets,), generator=generator)
+
+
+def _whole_batch_attention(attn, hidden_states, num_views):  # every object's tokens together
+    return _attend(attn, hidden_states.reshape(1, -1, hidden_states.shape[-1])).reshape(hidden_states.shape)
+
+
+def _camera_mlp_on_t(unet, timesteps, cameras):  # the right sum, the camera MLP fed the wrong input
+    return _time_embedding(unet, timesteps) + unet.class_embedding(unet.time_proj(timesteps))
+
+
+def _high_excluded(n_sets, num_views, low, high, generator):  # torch.randint(low, high, ...)
+    return _draw(n_sets, low, high - 1, generator).repeat_interleave(num_views)
+
+
+@pytest.mark.parametrize("name, wrong, hint", [
+    pytest.param("joint_attention", _per_view_attention, "that is per-view attention", id="per-view"),
+    pytest.param("joint_attention", _per_position_attention, "the source chapter's per-position attention",
+                 id="per-position"),
+    pytest.param("joint_attention", _views_and_sets_swapped, "views and sets are swapped", id="views-sets-swapped"),
+    pytest.param("joint_attention", _rows_read_view_major, "views and sets are swapped", id="rows-view-major"),
+    pytest.param("joint_attention", _whole_batch_attention, "all the objects' tokens attend together", id="whole-batch"),
+    pytest.param("joint_attention", _joint_not_reshaped_back, "reshape the output back", id="not-reshaped-back"),
+    pytest.param("relative_cameras", lambda elevation, azimuth: _cameras(elevation, azimuth, subtract=None),
+                 "absolute azimuths", id="absolute"),
+    pytest.param("relative_cameras", lambda elevation, azimuth: _cameras(elevation, azimuth, radius=2.8),
+                 "pass radius 1", id="radius-2.8"),
+    pytest.param("relative_cameras", lambda elevation, azimuth: _cameras(elevation, azimuth, transpose=True),
+                 "column by column", id="column-major"),
+    pytest.param("relative_cameras", lambda elevation, azimuth: _cameras(elevation, azimuth, subtract=-1),
+                 "the azimuth subtracted is view 3's", id="last-view"),
+    pytest.param("relative_cameras", lambda elevation, azimuth: _cameras(elevation, azimuth, subtract=1),
+                 "the azimuth subtracted is view 1's", id="second-view"),
+    pytest.param("relative_cameras", lambda elevation, azimuth: orbit_camera(elevation, azimuth - azimuth[0], 1.0),
+                 "row by row: [V,16]", id="not-flattened"),
+    pytest.param("time_and_camera_embedding", lambda unet, timesteps, cameras: _time_embedding(unet, timesteps),
+                 "the camera is missing", id="camera-missing"),
+    pytest.param("time_and_camera_embedding", _camera_on_the_text, "only the cross-attention layers read the text",
+                 id="camera-on-text"),
+    pytest.param("time_and_camera_embedding", _camera_mlp_on_t, "the camera MLP got the timestep's sinusoidal features",
+                 id="camera-mlp-on-t"),
+    pytest.param("time_and_camera_embedding", lambda unet, timesteps, cameras: unet.class_embedding(cameras),
+                 "the timestep is missing", id="timestep-missing"),
+    pytest.param("time_and_camera_embedding", lambda unet, timesteps, cameras: unet.time_proj(timesteps) + cameras,
+                 "[N,16] is the size of the sinusoidal features", id="no-mlps"),
+    pytest.param("set_timesteps", lambda n_sets, num_views, low, high, generator: _draw(n_sets * num_views, low, high,
+                                                                                      generator),
+                 "the views of one set are at different noise levels", id="a-timestep-per-view"),
+    pytest.param("set_timesteps", lambda n_sets, num_views, low, high, generator: _draw(n_sets, low, high, generator)
+                 .repeat(num_views), "the sets are interleaved", id="repeat"),
+    pytest.param("set_timesteps", _high_excluded, "high is included", id="high-excluded"),
+    pytest.param("set_timesteps", lambda n_sets, num_views, low, high, generator: _draw(n_sets, low, high, generator),
+                 "repeat each set's for its V views", id="one-per-set-not-repeated"),
+])
+def test_wrong_answers_to_chapter_08_get_their_hint(name, wrong, hint):
+    result = verify(name, wrong)
+    assert result.status == "failed" and hint in result.message, result.message
+
+
+def test_chapter_08_time_and_camera_embedding_is_what_the_residual_blocks_receive():
+    unet = tiny_mvdream().unet
+    with torch.no_grad():
+        torch.nn.init.normal_(unet.class_embedding.linear_2.weight, std=0.5)
+    g = torch.Generator().manual_seed(0)
+    noisy, t = torch.randn(4, 4, 16, 16, generator=g), torch.tensor([10, 10, 900, 900])
+    text, cameras = torch.randn(4, 3, unet.config.cross_attention_dim, generator=g), torch.randn(4, 16, generator=g)
+    seen = []
+    hook = unet.down_blocks[0].resnets[0].register_forward_pre_hook(lambda module, args: seen.append(args[1]))
+    with torch.no_grad():
+        unet(noisy, t, text, class_labels=cameras)
+        expected = ch08.time_and_camera_embedding(unet, t, cameras)
+    hook.remove()
+    torch.testing.assert_close(seen[0], expected)
+    assert (expected - _time_embedding(unet, t)).abs().max() > 0.1  # the camera counts
+
+
+def test_chapter_08_set_timesteps_is_multiview_sds_draw():
+    guidance = MultiViewDistillation(tiny_mvdream(), num_views=4, t_range=(0.02, 0.98), t_range_end=(0.02, 0.5))
+    latents = torch.zeros(3 * 4, 4, 16, 16)
+    for progress, seed in [(0.0, 0), (0.5, 1), (1.0, 2)]:
+        t, _, _ = guidance._noised(latents, progress, torch.Generator().manual_seed(seed), group=4)
+        low, high = guidance.timestep_bounds(progress)
+        assert torch.equal(ch08.set_timesteps(3, 4, low, high, torch.Generator().manual_seed(seed)), t)
+        assert (t.reshape(3, 4) == t.reshape(3, 4)[:, :1]).all()

@@ -170,3 +170,29 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tiny_pipe, tmp
         sweep_script.main([*args[:-1], "renderer.n_samples=8", "--out", str(part), "--resume"])
     with pytest.raises(SystemExit, match="--resume: needs --out"):
         sweep_script.main([*args, "--resume"])
+
+
+def test_janus_sweep_runs_both_prompt_styles_for_sds_and_the_plain_prompt_for_mvdream(tiny_pipe, monkeypatch):
+    from minidiff3d.priors.toy_mvdream import tiny_mvdream
+
+    asked = []
+    monkeypatch.setattr(sweep_script, "janus_rate", lambda back, prompt, clip: float(back.mean() > 0.5))
+    monkeypatch.setattr(sweep_script, "orbit_r_precision",
+                        lambda run, prompt, candidates, clip: asked.append(run.run_config.prompt.view_dependent) or 0.5)
+    records = sweep_script.janus_sweep(["a pink mug"], [0, 1], {"system.steps": 2, **SMALL},
+                                       ("dreamfusion", "mvdream"), {"dreamfusion": tiny_pipe, "mvdream": tiny_mvdream()},
+                                       clip=object())
+    assert [(r["method"], r["view_dependent"], r["seed"]) for r in records] == [
+        ("dreamfusion", True, 0), ("dreamfusion", True, 1), ("dreamfusion", False, 0), ("dreamfusion", False, 1),
+        ("mvdream", False, 0), ("mvdream", False, 1)]
+    assert asked == [True, True, False, False, False, False] and all(r["seconds"] >= 0 for r in records)
+    rows = sweep_script.janus_table(records).splitlines()
+    assert rows[2].startswith("| dreamfusion, view prompts | a pink mug |") and rows[4].startswith("| mvdream | a pink mug |")
+
+
+def test_janus_table_by_hand():
+    records = [dict(method=m, prompt=p, seed=s, view_dependent=v, janus=j, r_precision=r) for m, p, s, v, j, r in (
+        ("dreamfusion", "a pink mug", 0, True, True, 1.0), ("dreamfusion", "a pink mug", 1, True, False, 0.5),
+        ("mvdream", "a pink mug", 0, False, False, 0.25), ("mvdream", "a pink mug", 1, False, False, 0.75))]
+    assert sweep_script.janus_table(records).splitlines()[2:] == [
+        "| dreamfusion, view prompts | a pink mug | 1 of 2 | 0.750 |", "| mvdream | a pink mug | 0 of 2 | 0.500 |"]

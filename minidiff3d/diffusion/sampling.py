@@ -26,6 +26,20 @@ def classifier_free_guidance(cond: torch.Tensor, uncond: torch.Tensor, scale: fl
     return (uncond if form == "diffusers" else cond) + scale * (cond - uncond)
 
 
+def epsilon_from_output(scheduler, model_output: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The noise estimate ε̂ from a U-Net output of the scheduler's ``prediction_type``.
+
+    ε-prediction models (SD 1.x, 2.x-base, toy SD) return it directly; v-prediction models
+    (SD 2.1 at 768) return v = √ᾱ ε - √(1-ᾱ) x0, and then ε = √ᾱ v + √(1-ᾱ) x_t.
+    """
+    kind = scheduler.config.prediction_type
+    check_choice("scheduler.config.prediction_type", kind, ("epsilon", "v_prediction"))
+    if kind == "epsilon":
+        return model_output
+    a = scheduler.alphas_cumprod.to(t.device)[t].view(-1, *[1] * (noisy.dim() - 1)).to(model_output.dtype)
+    return a.sqrt() * model_output + (1 - a).sqrt() * noisy
+
+
 def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: torch.Tensor | None,
                  guidance_scale: float) -> torch.Tensor:
     """``ε̂(x_t [B,...], t)``: conditional, unconditional, or guided in one batched call.

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import Cameras
-from ..diffusion.sampling import CFG_FORMS, classifier_free_guidance
+from ..diffusion.sampling import CFG_FORMS, classifier_free_guidance, epsilon_from_output
 from ..runtime import frozen
 from ..validation import (check_choice, check_fraction, check_images, check_interval, check_non_negative, check_positive,
                           check_positive_int, check_tensor)
@@ -38,20 +38,6 @@ from .base import GuidanceOutput, text_condition
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
-
-
-def epsilon_from_output(scheduler, model_output: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The noise estimate ε̂ from a U-Net output of the scheduler's ``prediction_type``.
-
-    ε-prediction models (SD 1.x, 2.x-base, toy SD) return it directly; v-prediction models
-    (SD 2.1 at 768) return v = √ᾱ ε - √(1-ᾱ) x0, and then ε = √ᾱ v + √(1-ᾱ) x_t.
-    """
-    kind = scheduler.config.prediction_type
-    check_choice("scheduler.config.prediction_type", kind, ("epsilon", "v_prediction"))
-    if kind == "epsilon":
-        return model_output
-    a = scheduler.alphas_cumprod.to(t.device)[t].view(-1, *[1] * (noisy.dim() - 1)).to(model_output.dtype)
-    return a.sqrt() * model_output + (1 - a).sqrt() * noisy
 
 
 def check_t_range(name: str, value) -> tuple[float, float]:
@@ -187,12 +173,14 @@ class ScoreDistillation:
         noise_pred = self.noise_prediction(noisy, t, cond.to(latents.device), uncond.to(latents.device))
         return self._surrogate(latents, t, noise_pred, noise, noise)
 
-    def _noised(self, latents, progress, generator) -> tuple[torch.Tensor, ...]:
-        """``(t [B], ε, z_t)``: a timestep from the current range and fresh noise, both from ``generator``."""
+    def _noised(self, latents, progress, generator, group: int = 1) -> tuple[torch.Tensor, ...]:
+        """``(t [B], ε, z_t)``: a timestep from the current range (one per ``group`` of consecutive latents) and fresh
+        noise, both from ``generator``."""
         check_tensor("latents", latents, shape=[None, self.pipe.unet.config.out_channels, None, None], floating=True)
         lo, hi = self.timestep_bounds(progress)
         device = latents.device
-        t = torch.randint(lo, hi + 1, (len(latents),), generator=generator, device="cpu").to(device)
+        t = torch.randint(lo, hi + 1, (len(latents) // group,), generator=generator, device="cpu")
+        t = t.repeat_interleave(group).to(device)
         noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device, latents.dtype)
         return t, noise, self.scheduler.add_noise(latents.detach(), noise, t)
 

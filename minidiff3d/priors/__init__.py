@@ -23,7 +23,7 @@ from .data import caption_dataset
 from .tokenizer import build_tokenizer
 from .toy_sd import assemble, tiny_stable_diffusion
 
-SHIPPED = {"toy-sd": "toy_sd", "toy-clip": "toy_clip", "toy-zero123": "toy_zero123"}
+SHIPPED = {"toy-sd": "toy_sd", "toy-clip": "toy_clip", "toy-zero123": "toy_zero123", "toy-mvdream": "toy_mvdream"}
 
 
 def load_stable_diffusion(path_or_id, device=None, dtype=torch.float32, local_files_only: bool = True
@@ -38,7 +38,8 @@ def load_stable_diffusion(path_or_id, device=None, dtype=torch.float32, local_fi
 
 def load(name: str, device=None):
     """A shipped prior, offline: ``"toy-sd"`` -> ``StableDiffusionPipeline``; ``"toy-clip"`` -> ``CLIP``;
-    ``"toy-zero123"`` -> ``zero123.Zero123`` (on toy SD's VAE and toy CLIP's image tower).
+    ``"toy-zero123"`` -> ``zero123.Zero123`` (on toy SD's VAE and toy CLIP's image tower); ``"toy-mvdream"`` ->
+    ``StableDiffusionPipeline`` with a multi-view U-Net (``mvdream``; on toy SD's other parts).
 
     Its weight files are checked against the asset manifest's sha256 first (``assets.checked_folder``).
     """
@@ -46,6 +47,11 @@ def load(name: str, device=None):
     folder = assets.checked_folder(SHIPPED[name])
     if name == "toy-sd":
         return load_stable_diffusion(folder, device)
+    if name == "toy-mvdream":
+        from .toy_mvdream import load_toy_mvdream  # mvdream imports this package: import it when asked
+
+        with quiet_loading():
+            return load_toy_mvdream(folder, load("toy-sd", device))
     if name == "toy-zero123":
         from .toy_zero123 import load_toy_zero123  # zero123 imports this package: import it when asked
 

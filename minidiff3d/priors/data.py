@@ -9,6 +9,9 @@ from ..validation import check_positive_int
 from .captions import view_name, with_view
 
 HELD_OUT_SEED = 10_000  # object seeds from here on are never trained on
+# Never seen by toy-mvdream as multi-view sets (toy SD knew them as single images): chapter 04's eight prompts
+MULTIVIEW_HELD_OUT = ("a yellow duck", "a red torus", "a blue cube", "a green cone", "an orange mushroom",
+                      "a purple snowman", "a pink mug", "a brown house")
 
 
 def caption_dataset(object_seeds=range(4), views_per_object: int = 24, size: int = 64, categories=CATEGORIES,
@@ -46,3 +49,37 @@ def caption_dataset(object_seeds=range(4), views_per_object: int = 24, size: int
         "categories": [category for _, category, _ in meta],
         "colors": [color for _, _, color in meta],
     }
+
+
+def multiview_dataset(object_seeds=range(4), sets_per_object: int = 2, views: int = 4, size: int = 64,
+                      captions=None, elevation_range=ELEVATION_RANGE, cache: bool = True) -> dict:
+    """Sets of ``views`` renders of one object, evenly spaced in azimuth from a random start and all at one random
+    elevation (MVDream's training sets): ``sets_per_object`` sets of every object of ``captions`` ("a red duck", ...;
+    default all) and seed.
+
+    Returns ``images [S,V,3,H,W]`` in [0,1] on white, ``elevations [S]`` and ``azimuths [S,V]`` in degrees, and
+    ``object_captions`` (S strings). Deterministic from the seeds, and cached like ``caption_dataset``.
+    """
+    views, size = check_positive_int("views", views), check_positive_int("size", size)
+    sets_per_object = check_positive_int("sets_per_object", sets_per_object)
+    wanted = None if captions is None else set(captions)
+    images, elevations, azimuths, names = [], [], [], []
+    for i, (category, color) in enumerate((category, color) for category in CATEGORIES for color in COLORS):
+        for seed in object_seeds:
+            obj = make_object(category, color, seed)
+            if wanted is not None and obj.caption not in wanted:
+                continue
+            for k in range(sets_per_object):
+                set_seed = seed * 1_000_000 + i * 1000 + k  # cameras differ from object to object, and set to set
+                draw = torch.rand((), generator=torch.Generator().manual_seed(set_seed)).item()
+                elevation = elevation_range[0] + (elevation_range[1] - elevation_range[0]) * draw
+                data = render_views(obj, views, size, size, elevation_range=(elevation, elevation), azimuths="uniform",
+                                    seed=set_seed, cache=cache)
+                images.append(data.images.permute(0, 3, 1, 2))
+                elevations.append(elevation)
+                azimuths.append(data.azimuths)
+                names.append(obj.caption)
+    if not images:
+        raise ValueError(f"captions: expected toy-world captions such as 'a red duck', got {sorted(wanted)[:5]}")
+    return {"images": torch.stack(images), "elevations": torch.tensor(elevations), "azimuths": torch.stack(azimuths),
+            "object_captions": names}

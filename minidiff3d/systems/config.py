@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from ..config import override, to_dict
-from ..guidance import PromptConfig, SDSConfig, VSDConfig
+from ..guidance import MultiViewSDSConfig, PromptConfig, SDSConfig, VSDConfig
 from ..guidance.zero123 import ImagePromptConfig, Zero123SDSConfig
 from ..marcher import MarcherConfig
 from ..scene import BackgroundConfig, DensityFieldConfig, DMTetConfig, MaterialConfig, MeshRendererConfig
@@ -47,6 +47,7 @@ class SystemConfig:
     lr: float = 1e-2
     lr_end: float | None = 1e-3  # cosine decay to this over `steps` (None: constant)
     batch_size: int = 1
+    views_per_set: int = 1  # cameras come in sets around the object (multi-view guidance): batch_size of them in all
     render_size: int = 32  # renders are upsampled to the prior's resolution (64 for toy SD) by the guidance
     elevation_range: tuple[float, float] = ELEVATION_RANGE
     radius: float = DEFAULT_RADIUS
@@ -59,8 +60,11 @@ class SystemConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("steps", "render_size", "batch_size"):
+        for name in ("steps", "render_size", "batch_size", "views_per_set"):
             check_positive_int(f"system.{name}", getattr(self, name))
+        if self.batch_size % self.views_per_set:
+            raise ValueError(f"system.batch_size: expected whole sets of system.views_per_set={self.views_per_set} "
+                             f"views, got {self.batch_size}")
         check_non_negative_int("system.seed", self.seed)
         for name in ("lr", "radius"):
             check_positive(f"system.{name}", getattr(self, name))
@@ -195,6 +199,15 @@ def zero123() -> RunConfig:
                      prompt=ImagePromptConfig())
 
 
+def mvdream() -> RunConfig:
+    """MVDream-SDS on toy-mvdream: DreamFusion's scene, material and schedule, but each step renders a set of four
+    views around the object (azimuths 90° apart from a random start, one elevation) and scores them together
+    through the multi-view U-Net, under the plain prompt (the cameras say which side each view is)."""
+    return RunConfig("mvdream", system=SystemConfig(steps=300, batch_size=4, views_per_set=4),
+                     guidance=MultiViewSDSConfig(guidance_scale=7.5, t_range=(0.02, 0.98), t_range_end=(0.02, 0.6)),
+                     prompt=PromptConfig(view_dependent=False))
+
+
 @dataclass
 class RingConfig:
     """One-2-3-45's views sampled from the prior: ``azimuths`` evenly spaced turns (from the input's azimuth) at each
@@ -261,6 +274,9 @@ PRESETS: dict[str, Preset] = {
     "magic3d": Preset("Magic3D: coarse SDS on a density field, then a DMTet mesh from it, rasterized at a higher "
                       "resolution and refined with SDS and mesh regularisers; writes a vertex-coloured GLB", magic3d,
                       {"system.steps": 120, "system.lr_end": None, "fine.steps": 60}),
+    "mvdream": Preset("MVDream-SDS: score distillation through the multi-view toy-mvdream, four views of the scene "
+                      "denoised together with their cameras (no Janus faces)", mvdream,
+                      {"system.steps": 60, "system.lr_end": None}, prior="toy-mvdream"),
     "zero123": Preset("Zero123-SDS: image-to-3D, score distillation from the view-conditioned toy-zero123, with a "
                       "reference-view loss on the input image (--image)", zero123,
                       {"system.steps": 120, "system.lr_end": None}, prior="toy-zero123"),
@@ -291,5 +307,5 @@ def load_run_config(data: dict) -> RunConfig:
 
 
 __all__ = ["CoarseToFineConfig", "FineStageConfig", "PRESETS", "Preset", "RunConfig", "SystemConfig", "dreamfusion",
-           "One2345Config", "RingConfig", "load_run_config", "magic3d", "one2345", "run_config", "to_dict", "vsd",
+           "One2345Config", "RingConfig", "load_run_config", "magic3d", "mvdream", "one2345", "run_config", "to_dict", "vsd",
            "zero123"]

@@ -77,10 +77,16 @@ class System:
                    config.system, pipe.device, config)
 
     def sample_cameras(self, n: int) -> Cameras:
-        """``n`` random orbit cameras: elevation uniform in ``config.elevation_range``, azimuth in [0, 360)."""
-        lo, hi = self.config.elevation_range
-        elevation = lo + (hi - lo) * torch.rand(n, generator=self.generator)
-        azimuth = 360 * torch.rand(n, generator=self.generator)
+        """``n`` random orbit cameras: elevation uniform in ``config.elevation_range``, azimuth in [0, 360).
+
+        With ``config.views_per_set = V > 1`` they come in sets of V, set after set, as a multi-view prior
+        sees them: one elevation per set, azimuths evenly spaced from a random start.
+        """
+        views, lo, hi = self.config.views_per_set, *self.config.elevation_range
+        sets = n // views
+        elevation = (lo + (hi - lo) * torch.rand(sets, generator=self.generator)).repeat_interleave(views)
+        start = 360 * torch.rand(sets, 1, generator=self.generator)
+        azimuth = (start + torch.arange(views) * 360.0 / views).reshape(-1) % 360
         return Cameras.orbit(elevation, azimuth, self.config.radius, self.config.fov_deg, self.device)
 
     @property
