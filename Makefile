@@ -62,7 +62,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/nerf.py --budget 300
 	$(PY) benchmarks/point_metrics.py
 	$(PY) benchmarks/sds.py
-	$(PY) benchmarks/vsd.py
+	$(PY) benchmarks/guidance_steps.py
 	$(PY) benchmarks/sampling.py
 	$(PY) benchmarks/sdf_unet.py
 	$(PY) benchmarks/raster.py

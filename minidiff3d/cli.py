@@ -49,8 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True, help="the run's folder")
     generate.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, values as JSON")
     generate.add_argument("--config", type=Path, help="a run.json (or a config's JSON) to start from")
-    generate.add_argument("--pretrained", help="the prior's folder or hub id: a StableDiffusionPipeline, or for image "
-                          "methods a Zero-1-to-3 checkpoint in diffusers' layout (default: the shipped toy prior)")
+    generate.add_argument("--pretrained", help="the prior's folder or hub id: a StableDiffusionPipeline; for mvdream a "
+                          "folder in the MVDream diffusers ports' layout (its own cameras unless "
+                          "guidance.camera_convention is set); for image methods a Zero-1-to-3 checkpoint in diffusers' "
+                          "layout (default: the shipped toy prior)")
     generate.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
     generate.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     generate.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -96,6 +98,8 @@ def build_config(args):
     if args.image is not None and not takes_image:
         raise UsageError(f"--image: method {config.method!r} takes a text prompt; the image-to-3D methods are "
                          f"{', '.join(m for m, p in PRESETS.items() if hasattr(p.config().prompt, 'image'))}")
+    if args.pretrained and PRESETS[config.method].prior == "toy-mvdream":  # the released MVDream's cameras, unless set
+        overrides = {"guidance.camera_convention": "mvdream", **overrides}
     config = override(config, overrides)
     if takes_image and not config.prompt.image:
         raise UsageError(f"--image: method {config.method!r} needs an input image, got none")
@@ -105,7 +109,8 @@ def build_config(args):
 
 
 def _load_pipe(method: str, pretrained: str | None, device: str | None):
-    """The prior ``method`` distils: its shipped toy prior, or ``pretrained`` (a folder, or a hub id)."""
+    """The prior ``method`` distils: its shipped toy prior, or ``pretrained`` (a folder, or a hub id; a folder only
+    for mvdream)."""
     from .priors import load, load_stable_diffusion
     from .systems import PRESETS
     from .zero123 import Zero123
@@ -122,6 +127,9 @@ def _load_pipe(method: str, pretrained: str | None, device: str | None):
     if prior == "toy-mvdream":
         from .mvdream_port import load_mvdream
 
+        if not local:
+            raise UsageError(f"--pretrained: expected a local folder in the layout of the MVDream diffusers ports for "
+                             f"method 'mvdream', got {pretrained!r}")
         return load_mvdream(pretrained, device)
     return load_stable_diffusion(pretrained, device, local_files_only=local)
 

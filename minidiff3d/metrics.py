@@ -307,14 +307,26 @@ def janus_rate(back_renders: torch.Tensor, prompt: str, clip=None) -> float:
     return (chosen == 0).float().mean().item()
 
 
-def view_consistency(views: torch.Tensor, prompts: list[str], elevation: float, azimuths, clip=None) -> float:
-    """How well each set of ``views [B,V,3,H,W]`` (V cameras at ``elevation`` and ``azimuths [V]``, degrees) shows
-    one object: the fraction of its views whose view word CLIP picks ("<prompt>, front view" against side, back
-    and overhead) is the one its camera has, for the object's best turn among the V turns of the ring.
+def front_view(images: torch.Tensor, prompt: str, clip=None) -> int:
+    """The index of the one of ``images [N,3,H,W]`` (views of one object) that CLIP most takes for its front: the
+    highest probability of "<prompt>, front view" against side and back. Where an object faces, whatever the world's
+    azimuth 0 is."""
+    from .priors.captions import with_view
 
-    Up to a turn, because a multi-view prior whose cameras are relative to the first view does not know which
-    side is the front: a consistent set is any turn of (front, side, back, side). A set with a face on two
-    sides scores lower; four copies of one view score 1/V. ``prompts``: one per set.
+    images = check_images("images", images)
+    texts = [with_view(prompt, view) for view in ("front", "side", "back")]
+    return int(_default_clip(clip).similarity(images, texts).softmax(1)[:, 0].argmax())
+
+
+def view_consistency(views: torch.Tensor, prompts: list[str], elevation: float, azimuths, clip=None) -> float:
+    """How well each set of ``views [B,V,3,H,W]`` shows one object: the fraction of its views whose view word CLIP
+    picks ("<prompt>, front view" against side, back and overhead) is the one its camera has, for the object's
+    best turn among the V turns of the ring (its front facing camera k, for each k).
+
+    The V cameras are at ``elevation`` and ``azimuths [V]`` (degrees), evenly spaced around the object. Up to a
+    turn, because a multi-view prior whose cameras are relative to the first view does not know which side is the
+    front: a consistent set is any turn of (front, side, back, side). A set with a face on two sides scores lower;
+    four copies of a front view score 1/4. ``prompts``: one per set.
     """
     from .priors.captions import VIEWS, view_name, with_view
 
@@ -322,10 +334,11 @@ def view_consistency(views: torch.Tensor, prompts: list[str], elevation: float, 
     check_tensor("views", views, shape=[len(prompts), None, 3, None, None])
     count = views.shape[1]
     azimuths = torch.as_tensor(azimuths, dtype=torch.float32).reshape(-1)
-    if len(azimuths) != count:
-        raise ValueError(f"azimuths: expected one per view ({count}), got {len(azimuths)}")
-    turns = [view_name(torch.full((count,), float(elevation)), azimuths + azimuths[k] - azimuths[0])
-             for k in range(count)]
+    steps = (azimuths.roll(-1) - azimuths) % 360
+    if len(azimuths) != count or not torch.allclose(steps, torch.full_like(steps, 360.0 / count), atol=1e-3):
+        raise ValueError(f"azimuths: expected {count} azimuths evenly around the object (one per view), "
+                         f"got {azimuths.tolist()}")
+    turns = [view_name(torch.full((count,), float(elevation)), azimuths - azimuths[k]) for k in range(count)]
     clip = _default_clip(clip)
     scores = []
     for prompt, images in zip(prompts, views):

@@ -31,9 +31,9 @@ from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from .cameras import orbit_camera
-from .diffusion.sampling import classifier_free_guidance, epsilon_from_output
+from .diffusion.sampling import guided_epsilon
 from .priors.captions import view_name, with_view
-from .validation import check_non_negative, check_positive_int, check_tensor
+from .validation import check_choice, check_non_negative, check_positive_int, check_tensor
 
 CAMERA_WIDTH = 16  # a flattened 4x4 camera-to-world matrix
 
@@ -50,11 +50,12 @@ class MultiViewAttnProcessor:
         self.attend = AttnProcessor2_0()
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args, **kwargs
-                 ) -> torch.Tensor:
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None) -> torch.Tensor:
         views = self.num_views
         if encoder_hidden_states is not None or views == 1:  # cross-attention, or per-view self-attention
             return self.attend(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        if attention_mask is not None:  # a per-view mask has no meaning over the joined tokens
+            raise ValueError("attention_mask: expected None for joint self-attention over the views, got a mask")
         rows, tokens, channels = hidden_states.shape
         if rows % views:
             raise ValueError(f"hidden_states: expected whole sets of {views} views on the batch axis, got {rows} rows")
@@ -63,21 +64,24 @@ class MultiViewAttnProcessor:
 
 
 def set_views(unet: UNet2DConditionModel, num_views: int) -> UNet2DConditionModel:
-    """Make every self-attention layer of ``unet`` join ``num_views`` views (1: per view, the 2-D model), in place."""
+    """Make every self-attention layer of ``unet`` join ``num_views`` views (1: per view, the 2-D model), in place.
+
+    It stays so until set again: ``guided_noise`` and ``sample_views`` set it on every call.
+    """
     num_views = check_positive_int("num_views", num_views)
     processors = unet.attn_processors
     own = [p for name, p in processors.items() if name.endswith("attn1.processor")]
     if all(isinstance(p, MultiViewAttnProcessor) for p in own):  # cheap enough to call at every step
         for processor in own:
             processor.num_views = num_views
-    else:
-        unet.set_attn_processor({name: MultiViewAttnProcessor(num_views) if name.endswith("attn1.processor")
-                                 else AttnProcessor2_0() for name in processors})
+    else:  # the first time: self-attention gets the joint processor, cross-attention keeps its own
+        unet.set_attn_processor({name: MultiViewAttnProcessor(num_views) if name.endswith("attn1.processor") else p
+                                 for name, p in processors.items()})
     return unet
 
 
-def num_views(unet: UNet2DConditionModel) -> int:
-    """How many views ``unet``'s self-attention joins (1 for a 2-D U-Net)."""
+def joined_views(unet: UNet2DConditionModel) -> int:
+    """How many views ``unet``'s self-attention joins now (1 for a 2-D U-Net)."""
     counts = {getattr(p, "num_views", 1) for name, p in unet.attn_processors.items() if name.endswith("attn1.processor")}
     if len(counts) != 1:
         raise ValueError(f"unet: expected one number of views in every self-attention layer, got {sorted(counts)}")
@@ -94,8 +98,9 @@ def multiview_unet(unet: UNet2DConditionModel, num_views: int = 4) -> UNet2DCond
         if unet.config.class_embed_type is not None or unet.config.num_class_embeds is not None:
             raise ValueError(f"unet: expected a text-to-image U-Net without a class embedding, got class_embed_type="
                              f"{unet.config.class_embed_type!r}, num_class_embeds={unet.config.num_class_embeds!r}")
-        config = {key: value for key, value in unet.config.items() if not key.startswith("_")}  # "_use_default_values"
-        config.update(class_embed_type="projection", projection_class_embeddings_input_dim=CAMERA_WIDTH)  # would undo these
+        # Without the private keys: the config's "_use_default_values" would reset the two set here to their defaults.
+        config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
+        config.update(class_embed_type="projection", projection_class_embeddings_input_dim=CAMERA_WIDTH)
         widened = UNet2DConditionModel(**config)
         if (unet.device, unet.dtype) != (widened.device, widened.dtype):
             widened = widened.to(unet.device, unet.dtype)
@@ -110,26 +115,70 @@ def multiview_unet(unet: UNet2DConditionModel, num_views: int = 4) -> UNet2DCond
     return set_views(unet, num_views)
 
 
-def relative_cameras(elevation, azimuth) -> torch.Tensor:
-    """``[..., V, 16]`` flattened camera-to-world matrices of V orbit views, turned so that the first view's
-    azimuth is 0, with unit distance to the centre.
-
-    ``azimuth``: degrees, ``[V]`` or ``[B,V]``; ``elevation``: degrees, anything that broadcasts to it (a number,
-    ``[B,1]`` for one per set).
-    """
+def _set_angles(elevation, azimuth) -> tuple[torch.Tensor, torch.Tensor]:
+    """``azimuth [V]`` or ``[B,V]`` (degrees) and ``elevation`` broadcast to it: a number, or one per set."""
     azimuth = torch.as_tensor(azimuth, dtype=torch.float32)
     if azimuth.ndim not in (1, 2):
         raise ValueError(f"azimuth: expected [V] or [B,V] degrees, got shape {list(azimuth.shape)}")
     check_tensor("azimuth", azimuth)
     elevation = check_tensor("elevation", torch.as_tensor(elevation, dtype=torch.float32))
-    try:
-        elevation = torch.broadcast_to(elevation, azimuth.shape)
-    except RuntimeError:
-        raise ValueError(f"elevation: expected a number or a shape that broadcasts to azimuth's {list(azimuth.shape)}, "
-                         f"got {list(elevation.shape)}") from None
+    fits = elevation.ndim == 0 or elevation.shape == azimuth.shape or (
+        azimuth.ndim == 2 and elevation.shape == (len(azimuth), 1))  # a [B] elevation would be ambiguous when B == V
+    if not fits:
+        raise ValueError(f"elevation: expected a number, [B,1] or azimuth's shape {list(azimuth.shape)}, "
+                         f"got {list(elevation.shape)}")
+    return torch.broadcast_to(elevation, azimuth.shape), azimuth
+
+
+def relative_cameras(elevation, azimuth) -> torch.Tensor:
+    """``[..., V, 16]`` flattened camera-to-world matrices of V orbit views, turned so that the first view's
+    azimuth is 0, with unit distance to the centre: toy-mvdream's cameras.
+
+    ``azimuth``: degrees, ``[V]`` or ``[B,V]``; ``elevation``: degrees, a number, ``[B,1]`` (one per set), or
+    azimuth's shape.
+    """
+    elevation, azimuth = _set_angles(elevation, azimuth)
     turned = azimuth - azimuth[..., :1]
     c2w = orbit_camera(elevation.reshape(-1), turned.reshape(-1), 1.0)
     return c2w.reshape(*azimuth.shape, CAMERA_WIDTH)
+
+
+def port_cameras(elevation, azimuth) -> torch.Tensor:
+    """``[..., 16]`` flattened camera-to-world matrices as the released MVDream was trained with, for angles in
+    degrees as its ``get_camera`` takes them (numbers or tensors that broadcast; ``[...]`` their shape).
+
+    The port (``mvdream/util.py``, ``get_camera``; the same as the original's ``mvdream/camera_utils.py``) builds
+    each camera in a y-up world: at unit distance, azimuth 0 on +z and 90 on +x, positive elevation above, an
+    OpenGL look-at with up +y. Then ("blender_coord") it turns the world to z-up by (x, y, z) -> (x, -z, y), which
+    moves azimuth 0 to -y (Blender's front view) and leaves it growing towards +x, counter-clockwise seen from
+    above. That is ``cameras.orbit_camera``'s frame, axes and look-at, with every azimuth 90° smaller.
+
+    It differs from ``relative_cameras`` in two ways. (1) Nothing is subtracted: the cameras are absolute
+    (the port's pipeline always starts its views at azimuth 0, the original's script at 90, threestudio's
+    multi-view SDS at random), so the model was shown where an object's front is. (2) The azimuths are offset:
+    ``relative_cameras(el, az)`` equals ``port_cameras(el, az - az[0] + 90)``. Straight above or below, where the
+    original's look-at is undefined, the right axis is the direction of growing azimuth.
+    """
+    elevation = check_tensor("elevation", torch.as_tensor(elevation, dtype=torch.float32))
+    azimuth = check_tensor("azimuth", torch.as_tensor(azimuth, dtype=torch.float32))
+    try:
+        elevation, azimuth = torch.broadcast_tensors(elevation, azimuth)
+    except RuntimeError:
+        raise ValueError(f"elevation, azimuth: expected shapes that broadcast, got {list(elevation.shape)} and "
+                         f"{list(azimuth.shape)}") from None
+    c2w = orbit_camera(elevation.reshape(-1), azimuth.reshape(-1) - 90.0, 1.0)
+    return c2w.reshape(*azimuth.shape, CAMERA_WIDTH)
+
+
+CAMERA_CONVENTIONS = {"relative": relative_cameras, "mvdream": port_cameras}
+
+
+def camera_inputs(elevation, azimuth, convention: str = "relative") -> torch.Tensor:
+    """``[..., V, 16]``: what the model is told of each view's camera, in the ``convention`` it was trained with:
+    ``"relative"`` (toy-mvdream, ``relative_cameras``) or ``"mvdream"`` (the released model, ``port_cameras``)."""
+    check_choice("convention", convention, tuple(CAMERA_CONVENTIONS))
+    elevation, azimuth = _set_angles(elevation, azimuth)
+    return CAMERA_CONVENTIONS[convention](elevation, azimuth)
 
 
 def guided_noise(pipe, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
@@ -142,11 +191,7 @@ def guided_noise(pipe, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
     """
     check_tensor("cameras", cameras, shape=[len(noisy), CAMERA_WIDTH], floating=True)
     set_views(pipe.unet, num_views)
-    noisy2, t2 = torch.cat([noisy, noisy]), torch.cat([t, t])
-    out = pipe.unet(noisy2, t2, torch.cat([cond, uncond]).to(noisy.dtype),
-                    class_labels=torch.cat([cameras, cameras]).to(noisy)).sample
-    noise_cond, noise_uncond = epsilon_from_output(pipe.scheduler, out, noisy2, t2).chunk(2)
-    return classifier_free_guidance(noise_cond, noise_uncond, guidance_scale, cfg)
+    return guided_epsilon(pipe.unet, pipe.scheduler, noisy, t, cond, uncond, guidance_scale, cfg, cameras)
 
 
 def ring_azimuths(num_views: int = 4, start: float = 0.0) -> torch.Tensor:
@@ -157,10 +202,11 @@ def ring_azimuths(num_views: int = 4, start: float = 0.0) -> torch.Tensor:
 @torch.no_grad()
 def sample_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth_start: float = 0.0, num_views: int = 4,
                  num_inference_steps: int = 25, guidance_scale: float = 7.5, generator: torch.Generator | None = None,
-                 negative_prompt: str = "", joint: bool = True) -> torch.Tensor:
+                 negative_prompt: str = "", joint: bool = True, cameras: str = "relative") -> torch.Tensor:
     """``[B,V,3,H,W]`` in [0,1]: V views of one object per prompt, at ``elevation`` and V azimuths evenly spaced from
     ``azimuth_start``, denoised together by DDIM with classifier-free guidance (``joint=False``: the same model with
-    per-view self-attention, each view blind to the others).
+    per-view self-attention, each view blind to the others). ``cameras``: the convention of ``camera_inputs`` the
+    model was trained with (``"mvdream"`` for the released weights).
 
     ``pipe``: a ``StableDiffusionPipeline`` whose U-Net is multi-view (``priors.load("toy-mvdream")``); sampling
     uses DDIM on its scheduler's schedule.
@@ -173,18 +219,19 @@ def sample_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth_star
     cond, uncond = pipe.encode_prompt(list(prompts), device, 1, True, [negative_prompt] * sets)
     cond, uncond = cond.repeat_interleave(views, 0), uncond.repeat_interleave(views, 0)
     azimuths = ring_azimuths(views, azimuth_start).expand(sets, views)
-    cameras = relative_cameras(float(elevation), azimuths).reshape(sets * views, CAMERA_WIDTH).to(device)
+    cameras = camera_inputs(float(elevation), azimuths, cameras).reshape(sets * views, CAMERA_WIDTH).to(device)
     size = pipe.unet.config.sample_size
     latents = torch.randn((sets * views, pipe.unet.config.in_channels, size, size), generator=generator)
     latents = latents.to(device, pipe.unet.dtype)
-    scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="epsilon")  # guided_noise gives ε
+    # guided_noise gives ε whatever the model predicts; latents are not clipped (DDIM's default for a bare config)
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="epsilon", clip_sample=False)
     scheduler.set_timesteps(steps, device=device)
     latents = latents * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         noise = guided_noise(pipe, latents, t.expand(len(latents)), cond, uncond, cameras, views if joint else 1,
                              guidance_scale)
         latents = scheduler.step(noise, t, latents).prev_sample
-    images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    images = pipe.vae.decode((latents / pipe.vae.config.scaling_factor).to(pipe.vae.dtype)).sample
     return ((images.float() + 1) / 2).clamp(0, 1).reshape(sets, views, *images.shape[1:]).cpu()
 
 
@@ -204,5 +251,6 @@ def independent_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth
     return images.float().clamp(0, 1).reshape(len(prompts), views, *images.shape[1:]).cpu()
 
 
-__all__ = ["CAMERA_WIDTH", "MultiViewAttnProcessor", "guided_noise", "independent_views", "multiview_unet", "num_views", "relative_cameras",
+__all__ = ["CAMERA_CONVENTIONS", "CAMERA_WIDTH", "MultiViewAttnProcessor", "camera_inputs", "guided_noise", "independent_views",
+           "joined_views", "multiview_unet", "port_cameras", "relative_cameras",
            "ring_azimuths", "sample_views", "set_views"]

@@ -26,11 +26,9 @@ from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_c
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .cameras import orbit_camera
 from .mvdream import CAMERA_WIDTH, multiview_unet
 from .priors import tiny_stable_diffusion
 from .runtime import get_device, quiet_loading, quiet_transformers
-from .validation import check_tensor
 
 with quiet_transformers():
     from diffusers import StableDiffusionPipeline
@@ -57,7 +55,7 @@ _CAMERA_KEYS = {"camera_embed.0.weight": "class_embedding.linear_1.weight",
 
 # A port config of a very small MultiViewUNetModel, for tests: three levels (32, 64, 64 channels; the port's
 # GroupNorms have 32 groups, so no fewer), attention at the middle one only, so that both kinds of block and both
-# places of an upsampler (after a resnet, after an attention) occur. context_dim is toy SD's text width.
+# places of an upsampler (after a resnet, after an attention) occur. context_dim is tiny_stable_diffusion's text width.
 TINY_PORT_CONFIG = dict(image_size=16, in_channels=4, out_channels=4, model_channels=32, channel_mult=[1, 2, 2],
                         num_res_blocks=1, attention_resolutions=[2], num_head_channels=8, transformer_depth=1,
                         context_dim=32, camera_dim=CAMERA_WIDTH, use_checkpoint=False)
@@ -201,36 +199,9 @@ def load_mvdream(folder, device=None, dtype: torch.dtype = torch.float32) -> Sta
     return pipe.to(device or get_device())
 
 
-def port_cameras(elevation, azimuth) -> torch.Tensor:
-    """``[..., 16]`` flattened camera-to-world matrices as the released MVDream was trained with, for angles in
-    degrees as its ``get_camera`` takes them (numbers or tensors that broadcast; ``[...]`` their shape).
-
-    The port (``mvdream/util.py``, ``get_camera``; the same as the original's ``mvdream/camera_utils.py``) builds
-    each camera in a y-up world: at unit distance, azimuth 0 on +z and 90 on +x, positive elevation above, an
-    OpenGL look-at with up +y. Then ("blender_coord") it turns the world to z-up by (x, y, z) -> (x, -z, y), which
-    moves azimuth 0 to -y (Blender's front view) and leaves it growing towards +x, counter-clockwise seen from
-    above. That is ``cameras.orbit_camera``'s frame, axes and look-at, with every azimuth 90° smaller.
-
-    It differs from ``mvdream.relative_cameras`` in two ways. (1) Nothing is subtracted: the cameras are absolute
-    (the port's pipeline always starts its views at azimuth 0, the original's script at 90, threestudio's
-    multi-view SDS at random), so the model was shown where an object's front is. (2) The azimuths are offset:
-    ``relative_cameras(el, az)`` equals ``port_cameras(el, az - az[0] + 90)``. Straight above or below, where the
-    original's look-at is undefined, the right axis is the direction of growing azimuth.
-    """
-    elevation = check_tensor("elevation", torch.as_tensor(elevation, dtype=torch.float32))
-    azimuth = check_tensor("azimuth", torch.as_tensor(azimuth, dtype=torch.float32))
-    try:
-        elevation, azimuth = torch.broadcast_tensors(elevation, azimuth)
-    except RuntimeError:
-        raise ValueError(f"elevation, azimuth: expected shapes that broadcast, got {list(elevation.shape)} and "
-                         f"{list(azimuth.shape)}") from None
-    c2w = orbit_camera(elevation.reshape(-1), azimuth.reshape(-1) - 90.0, 1.0)
-    return c2w.reshape(*azimuth.shape, CAMERA_WIDTH)
-
-
 def save_tiny_port_checkpoint(folder, seed: int = 0) -> Path:
     """Write a tiny pipeline folder in the port's layout: random weights under the port's names and shapes
-    (``TINY_PORT_CONFIG``), and toy SD's vae, text encoder, tokenizer and scheduler. Returns the folder."""
+    (``TINY_PORT_CONFIG``), and ``tiny_stable_diffusion``'s (random) vae, text encoder, tokenizer and scheduler. Returns the folder."""
     folder = Path(folder)
     stock = tiny_stable_diffusion(seed, image_size=32)  # 32x32 images, 16x16 latents: image_size 16
     with quiet_loading():
@@ -320,9 +291,9 @@ def port_unet_shapes(config: dict) -> dict[str, tuple[int, ...]]:
                 conv(f"output_blocks.{block}.{1 + attends[level]}.conv", width, width)
             block += 1
     norm("out.0", width)
-    conv("out.2", base, config["out_channels"])
+    conv("out.2", width, config["out_channels"])
     return shapes
 
 
-__all__ = ["NUM_VIEWS", "PORT_UNET_CLASS", "TINY_PORT_CONFIG", "load_mvdream", "load_port_unet", "port_cameras",
+__all__ = ["NUM_VIEWS", "PORT_UNET_CLASS", "TINY_PORT_CONFIG", "load_mvdream", "load_port_unet",
            "port_unet_shapes", "save_tiny_port_checkpoint", "unet_config_from_port", "unet_state_dict_from_port"]

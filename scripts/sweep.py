@@ -22,10 +22,11 @@ separates what the field can hold from what the guidance finds: if the control s
 guidance does not, the prior's gradient is what falls short.
 
 ``--janus`` runs each prompt and seed with and without view-dependent prompts (a method whose prompt
-is plain, MVDream, as its preset is), renders each result from behind (azimuth 180°, elevation 15°,
-lit), and records whether toy CLIP takes that back for a front view (``metrics.janus_rate``), and the
-run's R-precision. ``--methods`` puts several methods in one file; the runs of a method and prompt
-are fitted side by side, one core each.
+is plain, MVDream, as its preset is), renders each result from behind (opposite the view toy CLIP most
+takes for its front, of eight lit views at elevation 15°: ``systems.back_view``), and records whether
+toy CLIP takes that back for a front view too (``metrics.janus_rate``), and the run's R-precision.
+``--methods`` puts several text-to-3D methods in one file; the runs of a method and prompt are fitted
+side by side, one core each. (Chapter 04's file predates ``back_view``: its backs are at azimuth 180°.)
 
 Each record also holds the sharpness of the eight views (``metrics.laplacian_energy``) and the
 exported mesh's statistics (faces, pieces before and after dropping specks, watertight). A
@@ -57,7 +58,7 @@ from minidiff3d.images import to_channels_first
 from minidiff3d.metrics import clip_diversity, janus_rate, laplacian_energy, saturation
 from minidiff3d.priors import load, object_captions
 from minidiff3d.runtime import describe_machine
-from minidiff3d.systems import PRESETS, CoarseToFine, System, fit_parallel, orbit_r_precision, run_config
+from minidiff3d.systems import PRESETS, CoarseToFine, System, back_view, fit_parallel, orbit_r_precision, run_config
 from minidiff3d.toyworld import make_object, render as toy_render
 
 EVAL_ELEVATION, FRONT_AZIMUTH = 15.0, 30.0
@@ -173,7 +174,7 @@ def diversity(records: list[dict], clip) -> dict[str, float]:
 
 def janus_sweep(prompts: list[str], seeds: list[int], overrides: dict, methods=("dreamfusion",), pipes=None, clip=None,
                 on_record=None) -> list[dict]:
-    """One record per method, prompt style, prompt and seed: is the back view (azimuth 180°) taken for a front?
+    """One record per method, prompt style, prompt and seed: is the back view (``back_view``) taken for a front?
 
     A method whose preset prompt is view-dependent (DreamFusion) runs with and without view words; one
     whose prompt is plain (MVDream, whose cameras say the side) runs as its preset is. The runs of one
@@ -189,7 +190,7 @@ def janus_sweep(prompts: list[str], seeds: list[int], overrides: dict, methods=(
             configs = [run_config(method, prompt, {**overrides, "system.seed": seed, "prompt.view_dependent": style})
                        for style, seed in grid]
             for (view_dependent, seed), run in zip(grid, fit_parallel(configs, pipe)):
-                back = run.render(EVAL_ELEVATION, 180.0, size=64, shading="lambertian")["rgb"]
+                back = back_view(run, prompt, clip, elevation=EVAL_ELEVATION)
                 records.append(dict(method=method, prompt=prompt, seed=seed, view_dependent=view_dependent,
                                     janus=janus_rate(back, prompt, clip) == 1.0,
                                     r_precision=orbit_r_precision(run, prompt, object_captions(), clip),
@@ -244,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides by dotted key (values as JSON), e.g. guidance.guidance_scale=15")
     parser.add_argument("--fit-renders", action="store_true", help="MSE to the toy world's renders instead of the guidance")
-    parser.add_argument("--janus", action="store_true", help="Janus backs with and without view-dependent prompts")
+    parser.add_argument("--janus", action="store_true", help="Janus backs with and without view-dependent prompts "
+                        "(the plain prompt only for a method whose preset has it: mvdream)")
     parser.add_argument("--methods", nargs="+", choices=sorted(PRESETS), help="--janus: several methods, in one file")
     parser.add_argument("--eval-every", type=int, metavar="N", help="score R-precision every N steps (the record's curve)")
     parser.add_argument("--out", type=Path, help="write the records as JSON (and the front views beside it)")
@@ -255,8 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("system.seed", "prompt.text", "prompt.view_dependent", "method"):
             if key in overrides:
                 raise ValueError(f"--set {key}: set by the sweep itself (--seeds, --prompts, --janus)")
+        if args.methods and not args.janus:
+            raise ValueError("--methods: only with --janus (a score sweep takes one --method)")
         for method in args.methods or [args.method]:
-            run_config(method, "a red duck", overrides)  # checked before the first run
+            if hasattr(run_config(method, "a red duck", overrides).prompt, "image"):  # checked before the first run
+                raise ValueError(f"--method {method}: takes an input image; the sweep runs text prompts")
         if args.resume and (args.out is None or args.janus):
             raise ValueError("--resume: needs --out, and continues only score sweeps (not --janus)")
     except ValueError as error:
@@ -270,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         methods = args.methods or [args.method]
         saved.update(method=methods)
         records = janus_sweep(args.prompts, args.seeds, overrides, methods, clip=clip,
-                              on_record=lambda records: write_results(args.out, {**saved, "records": records}))
+                              on_record=lambda records: write_results(args.out, {**saved, "complete": False,
+                                                                                 "records": records}))
         print(janus_table(records))
         write_results(args.out, {**saved, "complete": True, "records": records})
         return

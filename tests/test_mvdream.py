@@ -1,5 +1,6 @@
 """MVDream's parts against hand-computed attention and their defining properties; multi-view SDS in the system."""
 
+import copy
 import math
 
 import pytest
@@ -9,8 +10,8 @@ from diffusers.models.attention_processor import Attention
 from minidiff3d.cameras import Cameras, orbit_camera
 from minidiff3d.guidance import MultiViewDistillation, sds_weight
 from minidiff3d.metrics import view_consistency
-from minidiff3d.mvdream import (MultiViewAttnProcessor, guided_noise, multiview_unet, num_views, relative_cameras,
-                                ring_azimuths, sample_views, set_views)
+from minidiff3d.mvdream import (MultiViewAttnProcessor, guided_noise, joined_views, multiview_unet, port_cameras,
+                                relative_cameras, ring_azimuths, sample_views, set_views)
 from minidiff3d.priors import tiny_stable_diffusion
 from minidiff3d.priors.data import multiview_dataset
 from minidiff3d.priors.toy_mvdream import tiny_mvdream
@@ -68,7 +69,7 @@ def test_a_new_multiview_unet_starts_as_the_text_to_image_unet():
         before = sd.unet(noisy, t, text).sample
         unet = multiview_unet(sd.unet, 1)  # per-view attention, zero camera MLP: exactly the old model
         assert torch.equal(unet(noisy, t, text, class_labels=cameras).sample, before)
-    assert unet.config.class_embed_type == "projection" and num_views(set_views(unet, 4)) == 4
+    assert unet.config.class_embed_type == "projection" and joined_views(set_views(unet, 4)) == 4
     with pytest.raises(ValueError, match="class embedding"):
         multiview_unet(_with_classes())
 
@@ -86,14 +87,16 @@ def test_views_talk_within_a_set_and_never_across_sets(tiny):
     changed = noisy.clone()
     changed[1] += 1.0  # view 1 of set 0
     run = lambda x: tiny.unet(x, t, text, class_labels=cameras).sample  # noqa: E731
-    with torch.no_grad():
+    try:
+        with torch.no_grad():
+            set_views(tiny.unet, 4)
+            a, b = run(noisy), run(changed)
+            assert not torch.allclose(a[0], b[0]) and torch.equal(a[4:], b[4:])  # view 0 sees it; set 1 does not
+            set_views(tiny.unet, 1)
+            c, d = run(noisy), run(changed)
+            assert torch.equal(c[0], d[0])  # per view: nothing flows between views
+    finally:
         set_views(tiny.unet, 4)
-        a, b = run(noisy), run(changed)
-        assert not torch.allclose(a[0], b[0]) and torch.equal(a[4:], b[4:])  # view 0 sees it; set 1 does not
-        set_views(tiny.unet, 1)
-        c, d = run(noisy), run(changed)
-        assert torch.equal(c[0], d[0])  # per view: nothing flows between views
-    set_views(tiny.unet, 4)
 
 
 def test_permuting_views_with_their_cameras_permutes_the_output(tiny):
@@ -120,6 +123,8 @@ def test_relative_cameras_forget_the_sets_turn():
         relative_cameras(0.0, torch.zeros(2, 2, 2))
     with pytest.raises(ValueError, match="elevation"):
         relative_cameras(torch.zeros(3), azimuths)
+    with pytest.raises(ValueError, match="elevation"):  # [B] against [B,V] with B == V: sets or views? refused
+        relative_cameras(torch.zeros(4), azimuths.expand(4, 4))
 
 
 def test_guidance_is_unconditional_plus_scaled_difference_with_the_cameras_kept(tiny):
@@ -150,12 +155,18 @@ def test_multiview_sds_draws_one_timestep_per_set_and_reaches_every_render(tiny)
     text = tiny.encode_prompt(["a red duck"] * 8, "cpu", 1, True, [""] * 8)
     out = guidance.loss(images, cameras, {"text": text}, generator=torch.Generator().manual_seed(0))
     assert len(set(out.t[:4].tolist())) == 1 and len(set(out.t[4:].tolist())) == 1
+    noisy = tiny.scheduler.add_noise(out.latents.detach(), out.noise, out.t)  # the noised set, rebuilt by hand
+    set_cameras = relative_cameras(15.0, cameras.azimuth.reshape(2, 4)).reshape(8, 16)
+    with torch.no_grad():
+        expected = guided_noise(tiny, noisy, out.t, text[0], text[1], set_cameras, 4, 7.5)
     w = sds_weight(guidance.alphas_cumprod[out.t]).view(-1, 1, 1, 1)
-    assert torch.allclose(out.grad, w * (out.noise_pred - out.noise), atol=1e-6)
+    assert torch.allclose(out.grad, w * (expected - out.noise), atol=1e-5)
     out.loss.backward()
     assert all(images.grad[i].abs().sum() > 0 for i in range(8))
     with pytest.raises(ValueError, match="whole sets of 4"):
         guidance.loss(images[:6], cameras[:6], {"text": (text[0][:6], text[1][:6])})
+    with pytest.raises(ValueError, match="cameras: expected one per image"):
+        guidance.loss(images[:4], cameras, {"text": (text[0][:4], text[1][:4])})
     with pytest.raises(TypeError, match="multi-view"):
         MultiViewDistillation(tiny_stable_diffusion())
 
@@ -176,10 +187,14 @@ def test_cameras_come_in_sets_and_single_views_draw_as_before():
     g = torch.Generator().manual_seed(0)
     drawn = single.sample_cameras(3)
     lo, hi = single.config.elevation_range
-    assert torch.allclose(drawn.elevation, lo + (hi - lo) * torch.rand(3, generator=g))
-    assert torch.allclose(drawn.azimuth, 360 * torch.rand(3, generator=g))
+    assert torch.equal(drawn.elevation, lo + (hi - lo) * torch.rand(3, generator=g))  # exactly the draws of before
+    assert torch.equal(drawn.azimuth, 360 * torch.rand(3, generator=g))
     with pytest.raises(ValueError, match="system.batch_size: expected whole sets"):
         SystemConfig(batch_size=6, views_per_set=4)
+    with pytest.raises(ValueError, match="n: expected whole sets"):
+        run.sample_cameras(6)
+    with pytest.raises(ValueError, match="system.views_per_set: expected the guidance's sets"):
+        run_config("mvdream", "a red duck", {"system.views_per_set": 2})
 
 
 def test_multiview_sets_share_an_elevation_and_turn_by_quarter_circles():
@@ -210,19 +225,36 @@ def test_view_consistency_recognises_the_toy_worlds_own_sets_whatever_their_turn
         view_consistency(sets, ["a yellow duck"] * 2, 15.0, azimuths)
     with pytest.raises(ValueError, match="azimuths"):
         view_consistency(sets, ["a yellow duck"] * 3, 15.0, azimuths[:3])
+    with pytest.raises(ValueError, match="evenly around"):
+        view_consistency(sets, ["a yellow duck"] * 3, 15.0, torch.tensor([0.0, 90.0, 180.0, 200.0]))
 
 
-def test_the_released_models_cameras_are_world_cameras_in_its_own_axes(tiny):
-    from minidiff3d.mvdream_port import port_cameras
-
-    azimuths = torch.cat([ring_azimuths(4, 30.0)])
+def test_the_guidance_tells_the_prior_its_own_convention_of_cameras(tiny):
+    azimuths = ring_azimuths(4, 30.0)
     cameras = Cameras.orbit(torch.full((4,), 20.0), azimuths)
     relative = MultiViewDistillation(tiny).set_cameras(cameras)
-    world = MultiViewDistillation(tiny, cameras="mvdream").set_cameras(cameras)
+    world = MultiViewDistillation(tiny, camera_convention="mvdream").set_cameras(cameras)
     assert torch.allclose(relative, relative_cameras(20.0, azimuths), atol=1e-6)
     assert torch.allclose(world, port_cameras(20.0, azimuths), atol=1e-6) and not torch.allclose(world, relative, atol=1e-3)
-    with pytest.raises(ValueError, match="cameras"):
-        MultiViewDistillation(tiny, cameras="blender")
+    with pytest.raises(ValueError, match="camera_convention"):
+        MultiViewDistillation(tiny, camera_convention="blender")
+
+
+def test_v_prediction_priors_are_guided_in_epsilon(tiny):
+    from diffusers import DDIMScheduler
+
+    noisy, t, text, cameras = unet_inputs(tiny)
+    uncond = tiny.encode_prompt([""] * len(noisy), "cpu", 1, False)[0]
+    v_pipe = copy.copy(tiny)
+    v_pipe.scheduler = DDIMScheduler.from_config(tiny.scheduler.config, prediction_type="v_prediction")
+    with torch.no_grad():
+        set_views(tiny.unet, 4)
+        v_c = tiny.unet(noisy, t, text, class_labels=cameras).sample
+        v_u = tiny.unet(noisy, t, uncond, class_labels=cameras).sample
+        got = guided_noise(v_pipe, noisy, t, text, uncond, cameras, 4, 3.0)
+    a = v_pipe.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    eps = lambda v: a.sqrt() * v + (1 - a).sqrt() * noisy  # noqa: E731  (v = √ᾱ ε - √(1-ᾱ) x0, by hand)
+    assert torch.allclose(got, eps(v_u) + 3.0 * (eps(v_c) - eps(v_u)), atol=1e-4)
 
 
 def test_cli_runs_multiview_sds_on_a_checkpoint_in_the_released_layout(tmp_path):
@@ -235,8 +267,8 @@ def test_cli_runs_multiview_sds_on_a_checkpoint_in_the_released_layout(tmp_path)
     out = tmp_path / "duck"
     code = cli.main(["generate", "a yellow duck", "--method", "mvdream", "--out", str(out), "--pretrained", str(folder),
                      "--device", "cpu", "--set", "system.steps=2", "system.render_size=16", "renderer.n_samples=16",
-                     "geometry.blob_density=10", "guidance.cameras=mvdream"])
+                     "geometry.blob_density=10"])
     assert code == 0
-    record = json.loads((out / "run.json").read_text())
-    assert record["status"] == "complete" and record["config"]["guidance"]["cameras"] == "mvdream"
+    record = json.loads((out / "run.json").read_text())  # the released weights get their own cameras unasked
+    assert record["status"] == "complete" and record["config"]["guidance"]["camera_convention"] == "mvdream"
     assert record["config"]["system"]["views_per_set"] == 4 and (out / "mesh.glb").exists()

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import load_file
 
-from minidiff3d.mvdream import num_views, relative_cameras
-from minidiff3d.mvdream_port import (TINY_PORT_CONFIG, load_mvdream, load_port_unet, port_cameras, port_unet_shapes,
+from minidiff3d.mvdream import joined_views, port_cameras, relative_cameras
+from minidiff3d.mvdream_port import (TINY_PORT_CONFIG, load_mvdream, load_port_unet, port_unet_shapes,
                                      save_tiny_port_checkpoint, unet_config_from_port, unet_state_dict_from_port)
 
 # The port's unet/config.json of MVDream sd-v2.1-base-4view (the original's sd-v2-base.yaml, as the port converts it).
@@ -72,7 +72,7 @@ def test_every_port_key_fills_one_diffusers_parameter(port):
 
 def test_loaded_unet_is_multiview_and_runs_on_four_views(unet):
     assert not any(p.is_meta for p in unet.parameters()) and unet.dtype == torch.float32
-    assert num_views(unet) == 4 and unet.config.class_embed_type == "projection"
+    assert joined_views(unet) == 4 and unet.config.class_embed_type == "projection"
     g = torch.Generator().manual_seed(0)
     latents, text = torch.randn(4, 4, 16, 16, generator=g), torch.randn(4, 7, 32, generator=g)
     t, cameras = torch.tensor([500] * 4), port_cameras(15.0, [0.0, 90.0, 180.0, 270.0])
@@ -107,7 +107,7 @@ def test_time_embedding_is_the_port_sinusoid_and_mlp(unet, port):
 
 def test_load_mvdream_gives_a_pipeline_that_encodes_prompts(folder):
     pipe = load_mvdream(folder, device="cpu")
-    assert isinstance(pipe, StableDiffusionPipeline) and num_views(pipe.unet) == 4
+    assert isinstance(pipe, StableDiffusionPipeline) and joined_views(pipe.unet) == 4
     embeds, negative = pipe.encode_prompt("a red cube", "cpu", 1, True)
     assert embeds.shape[0] == 1 and embeds.shape[-1] == pipe.unet.config.cross_attention_dim
     assert negative.shape == embeds.shape and torch.isfinite(embeds).all()

@@ -10,7 +10,7 @@ import trimesh
 
 from minidiff3d.cameras import orbit_camera
 from minidiff3d.priors import load, object_captions, tiny_stable_diffusion
-from minidiff3d.systems import System, orbit_r_precision, run_config
+from minidiff3d.systems import System, back_view, orbit_r_precision, run_config
 from minidiff3d.toyworld import DEFAULT_RADIUS, make_object, render as toy_render
 
 spec = importlib.util.spec_from_file_location("sweep", Path(__file__).resolve().parents[1] / "scripts" / "sweep.py")
@@ -28,17 +28,26 @@ def tiny_pipe():
 
 
 class ToyWorldRun:
-    """Stands in for a DreamFusion run whose result is the toy world's own mug; records what was asked."""
+    """Stands in for a DreamFusion run whose result is the toy world's own mug, its front turned to ``facing``
+    (degrees of azimuth); records what was asked."""
 
-    def __init__(self):
-        self.asked = None
+    def __init__(self, facing: float = 0.0):
+        self.asked, self.facing = None, facing
 
     def render(self, elevation, azimuth, size, shading):
         self.asked = (elevation, azimuth, size, shading)
         obj = make_object("mug", "pink", 0)
-        views = [toy_render(obj, orbit_camera(float(e), float(a), DEFAULT_RADIUS), size, size)["image"]
+        elevation, azimuth = (torch.as_tensor(x, dtype=torch.float32).reshape(-1) for x in (elevation, azimuth))
+        views = [toy_render(obj, orbit_camera(float(e), float(a) - self.facing, DEFAULT_RADIUS), size, size)["image"]
                  for e, a in zip(elevation, azimuth)]
         return {"rgb": torch.stack(views).permute(0, 3, 1, 2)}
+
+
+@pytest.mark.parametrize("facing", [0.0, 90.0, 225.0])
+def test_the_back_view_is_opposite_the_objects_front_wherever_it_faces(facing):
+    back = back_view(ToyWorldRun(facing), "a pink mug", load("toy-clip"))
+    truth = ToyWorldRun().render(15.0, 180.0, 64, "lambertian")["rgb"]
+    assert back.shape == (1, 3, 64, 64) and torch.allclose(back, truth, atol=1e-4)
 
 
 def test_orbit_r_precision_scores_lit_views_evenly_around_the_object():
@@ -177,6 +186,7 @@ def test_janus_sweep_runs_both_prompt_styles_for_sds_and_the_plain_prompt_for_mv
 
     asked = []
     monkeypatch.setattr(sweep_script, "janus_rate", lambda back, prompt, clip: float(back.mean() > 0.5))
+    monkeypatch.setattr(sweep_script, "back_view", lambda run, prompt, clip, elevation: run.render(elevation, 180.0)["rgb"])
     monkeypatch.setattr(sweep_script, "orbit_r_precision",
                         lambda run, prompt, candidates, clip: asked.append(run.run_config.prompt.view_dependent) or 0.5)
     records = sweep_script.janus_sweep(["a pink mug"], [0, 1], {"system.steps": 2, **SMALL},
@@ -196,3 +206,26 @@ def test_janus_table_by_hand():
         ("mvdream", "a pink mug", 0, False, False, 0.25), ("mvdream", "a pink mug", 1, False, False, 0.75))]
     assert sweep_script.janus_table(records).splitlines()[2:] == [
         "| dreamfusion, view prompts | a pink mug | 1 of 2 | 0.750 |", "| mvdream | a pink mug | 0 of 2 | 0.500 |"]
+
+
+def test_janus_sweep_file_names_its_methods_and_is_complete_only_at_the_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_script, "load", lambda name: object())
+    written = []
+
+    def fake_sweep(prompts, seeds, overrides, methods, clip, on_record):
+        records = [dict(method=m, prompt=prompts[0], seed=0, view_dependent=False, janus=False, r_precision=1.0,
+                        seconds=1.0) for m in methods]
+        on_record(records[:1])
+        written.append(json.loads(out.read_text()))
+        return records
+
+    monkeypatch.setattr(sweep_script, "janus_sweep", fake_sweep)
+    out = tmp_path / "janus.json"
+    sweep_script.main(["--janus", "--methods", "dreamfusion", "mvdream", "--prompts", "a pink mug", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert written[0]["complete"] is False and len(written[0]["records"]) == 1
+    assert saved["complete"] is True and saved["method"] == ["dreamfusion", "mvdream"] and len(saved["records"]) == 2
+    with pytest.raises(SystemExit, match="--methods: only with --janus"):
+        sweep_script.main(["--methods", "mvdream"])
+    with pytest.raises(SystemExit, match="takes an input image"):
+        sweep_script.main(["--janus", "--methods", "zero123"])

@@ -40,6 +40,21 @@ def epsilon_from_output(scheduler, model_output: torch.Tensor, noisy: torch.Tens
     return a.sqrt() * model_output + (1 - a).sqrt() * noisy
 
 
+def guided_epsilon(unet, scheduler, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                   guidance_scale: float, cfg: str = "diffusers", class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The guided ε̂ ``[B,4,h,w]`` of a text-conditioned diffusers ``unet`` at ``noisy [B,4,h,w]``, ``t [B]``, from one
+    pass over the conditional and unconditional halves (``cond``, ``uncond`` ``[B,L,D]``; ``class_labels [B,...]``,
+    e.g. MVDream's cameras, given to both). Whatever the model predicts (ε or v), the result is ε.
+
+    The halves are stacked, not interleaved, so rows that must stay together (a set of views) stay together.
+    """
+    noisy2, t2 = torch.cat([noisy, noisy]), torch.cat([t, t])
+    labels = None if class_labels is None else torch.cat([class_labels, class_labels]).to(noisy)
+    out = unet(noisy2, t2, torch.cat([cond, uncond]).to(noisy.dtype), class_labels=labels).sample
+    noise_cond, noise_uncond = epsilon_from_output(scheduler, out, noisy2, t2).chunk(2)
+    return classifier_free_guidance(noise_cond, noise_uncond, guidance_scale, cfg)
+
+
 def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: torch.Tensor | None,
                  guidance_scale: float) -> torch.Tensor:
     """``ε̂(x_t [B,...], t)``: conditional, unconditional, or guided in one batched call.

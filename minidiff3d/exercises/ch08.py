@@ -4,14 +4,12 @@ checked against the function the package itself uses."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import torch
-from diffusers import DDPMScheduler
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from ..cameras import orbit_camera
-from ..guidance.sds import ScoreDistillation
+from ..guidance.sds import set_timesteps as sds_timesteps
 from ..mvdream import MultiViewAttnProcessor, relative_cameras, ring_azimuths
 from ..priors.toy_mvdream import tiny_mvdream
 from . import Exercise, register, repeat
@@ -229,17 +227,9 @@ class _Seed(int):
         return f"torch.Generator().manual_seed({int(self)})"
 
 
-_SCHEDULER = DDPMScheduler()  # 1000 steps; only its add_noise runs, on latents nobody reads
-
-
 def set_timesteps(n_sets, num_views, low, high, generator):
-    """``[n_sets·V]`` timesteps, one per set, drawn as multi-view SDS draws them: ``ScoreDistillation._noised`` with
-    ``group=num_views``, itself, on stand-in latents and with [low, high] as its range."""
-    stand_in = SimpleNamespace(pipe=SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(out_channels=1))),
-                               timestep_bounds=lambda progress: (low, high), scheduler=_SCHEDULER)
-    latents = torch.zeros(n_sets * num_views, 1, 1, 1)
-    t, _, _ = ScoreDistillation._noised(stand_in, latents, 0.0, generator, group=num_views)
-    return t
+    """``[n_sets·V]`` timesteps, one per set, drawn as multi-view SDS draws them (``guidance.sds.set_timesteps``)."""
+    return sds_timesteps(n_sets * num_views, num_views, low, high, generator)
 
 
 def _timestep_run(fn, kwargs):

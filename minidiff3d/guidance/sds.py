@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import Cameras
-from ..diffusion.sampling import CFG_FORMS, classifier_free_guidance, epsilon_from_output
+from ..diffusion.sampling import CFG_FORMS, epsilon_from_output, guided_epsilon
 from ..runtime import frozen
 from ..validation import (check_choice, check_fraction, check_images, check_interval, check_non_negative, check_positive,
                           check_positive_int, check_tensor)
@@ -38,6 +38,15 @@ from .base import GuidanceOutput, text_condition
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
+
+
+def set_timesteps(count: int, group: int, low: int, high: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``[count]`` integer timesteps, uniform in [low, high]: one draw per ``group`` of consecutive rows, repeated for
+    each row of it (1: a timestep per image; 4: one per set of four views, which a multi-view model denoises at one t)."""
+    group = check_positive_int("group", group)
+    if count % group:
+        raise ValueError(f"latents: expected whole groups of {group} (sets of views), got {count} rows")
+    return torch.randint(low, high + 1, (count // group,), generator=generator).repeat_interleave(group)
 
 
 def check_t_range(name: str, value) -> tuple[float, float]:
@@ -128,12 +137,11 @@ class ScoreDistillation:
         return posterior.sample(generator) * self.pipe.vae.config.scaling_factor
 
     @torch.no_grad()
-    def noise_prediction(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
+    def noise_prediction(self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                         class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The guided ε̂ ``[B,4,h,w]``, from one U-Net pass over the conditional and unconditional halves."""
-        noisy, t = torch.cat([noisy, noisy]), torch.cat([t, t])
-        out = self.pipe.unet(noisy, t, torch.cat([cond, uncond]).to(noisy.dtype)).sample
-        noise_cond, noise_uncond = epsilon_from_output(self.scheduler, out, noisy, t).chunk(2)
-        return classifier_free_guidance(noise_cond, noise_uncond, self.guidance_scale, self.cfg)
+        return guided_epsilon(self.pipe.unet, self.scheduler, noisy, t, cond, uncond, self.guidance_scale, self.cfg,
+                              class_labels)
 
     def loss(self, images: torch.Tensor, cameras: Cameras | None, conditions: dict, progress: float = 0.0,
              generator: torch.Generator | None = None) -> GuidanceOutput:
@@ -166,11 +174,13 @@ class ScoreDistillation:
         """Continue from ``state_dict()``."""
 
     def from_latents(self, latents: torch.Tensor, text_embeddings: tuple[torch.Tensor, torch.Tensor],
-                     progress: float = 0.0, generator: torch.Generator | None = None) -> GuidanceOutput:
-        """SDS on scaled latents ``[B,4,h,w]`` directly (what ``loss`` does after encoding the renders)."""
+                     progress: float = 0.0, generator: torch.Generator | None = None, group: int = 1,
+                     class_labels: torch.Tensor | None = None) -> GuidanceOutput:
+        """SDS on scaled latents ``[B,4,h,w]`` directly (what ``loss`` does after encoding the renders): one timestep per
+        ``group`` of consecutive latents, and ``class_labels`` (e.g. cameras) given to the U-Net."""
         cond, uncond = check_text_embeddings(text_embeddings, len(latents))
-        t, noise, noisy = self._noised(latents, progress, generator)
-        noise_pred = self.noise_prediction(noisy, t, cond.to(latents.device), uncond.to(latents.device))
+        t, noise, noisy = self._noised(latents, progress, generator, group)
+        noise_pred = self.noise_prediction(noisy, t, cond.to(latents.device), uncond.to(latents.device), class_labels)
         return self._surrogate(latents, t, noise_pred, noise, noise)
 
     def _noised(self, latents, progress, generator, group: int = 1) -> tuple[torch.Tensor, ...]:
@@ -178,10 +188,8 @@ class ScoreDistillation:
         noise, both from ``generator``."""
         check_tensor("latents", latents, shape=[None, self.pipe.unet.config.out_channels, None, None], floating=True)
         lo, hi = self.timestep_bounds(progress)
-        device = latents.device
-        t = torch.randint(lo, hi + 1, (len(latents) // group,), generator=generator, device="cpu")
-        t = t.repeat_interleave(group).to(device)
-        noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device, latents.dtype)
+        t = set_timesteps(len(latents), group, lo, hi, generator).to(latents.device)
+        noise = torch.randn(latents.shape, generator=generator, device="cpu").to(latents.device, latents.dtype)
         return t, noise, self.scheduler.add_noise(latents.detach(), noise, t)
 
     def _surrogate(self, latents, t, noise_pred, baseline, noise, extras=None) -> GuidanceOutput:

@@ -6,7 +6,7 @@ import torch
 
 from ..toyworld import CATEGORIES, COLORS, ELEVATION_RANGE, make_object, render_views
 from ..validation import check_positive_int
-from .captions import view_name, with_view
+from .captions import object_captions, view_name, with_view
 
 HELD_OUT_SEED = 10_000  # object seeds from here on are never trained on
 # Never seen by toy-mvdream as multi-view sets (toy SD knew them as single images): chapter 04's eight prompts
@@ -62,17 +62,23 @@ def multiview_dataset(object_seeds=range(4), sets_per_object: int = 2, views: in
     """
     views, size = check_positive_int("views", views), check_positive_int("size", size)
     sets_per_object = check_positive_int("sets_per_object", sets_per_object)
-    wanted = None if captions is None else set(captions)
+    if sets_per_object >= 1000:  # the set's seed below keeps 3 digits for it
+        raise ValueError(f"sets_per_object: expected fewer than 1000, got {sets_per_object}")
+    known = set(object_captions())
+    wanted = known if captions is None else set(captions)
+    if not wanted or wanted - known:
+        raise ValueError(f"captions: expected toy-world captions such as 'a red duck', got {sorted(wanted - known)[:5] or []}")
     images, elevations, azimuths, names = [], [], [], []
     for i, (category, color) in enumerate((category, color) for category in CATEGORIES for color in COLORS):
         for seed in object_seeds:
             obj = make_object(category, color, seed)
-            if wanted is not None and obj.caption not in wanted:
+            if obj.caption not in wanted:
                 continue
             for k in range(sets_per_object):
                 set_seed = seed * 1_000_000 + i * 1000 + k  # cameras differ from object to object, and set to set
                 draw = torch.rand((), generator=torch.Generator().manual_seed(set_seed)).item()
                 elevation = elevation_range[0] + (elevation_range[1] - elevation_range[0]) * draw
+                # a range of one value: every view of the set at this elevation, azimuths evenly spaced
                 data = render_views(obj, views, size, size, elevation_range=(elevation, elevation), azimuths="uniform",
                                     seed=set_seed, cache=cache)
                 images.append(data.images.permute(0, 3, 1, 2))
@@ -80,6 +86,6 @@ def multiview_dataset(object_seeds=range(4), sets_per_object: int = 2, views: in
                 azimuths.append(data.azimuths)
                 names.append(obj.caption)
     if not images:
-        raise ValueError(f"captions: expected toy-world captions such as 'a red duck', got {sorted(wanted)[:5]}")
+        raise ValueError(f"object_seeds: expected at least one seed, got {list(object_seeds)}")
     return {"images": torch.stack(images), "elevations": torch.tensor(elevations), "azimuths": torch.stack(azimuths),
             "object_captions": names}

@@ -6,8 +6,8 @@ from .config import (PRESETS, CoarseToFineConfig, FineStageConfig, One2345Config
                      SystemConfig, load_run_config, run_config)
 from .one2345 import One2345
 from .parallel import fit_parallel
-from .system import System, coloured_mesh, opacity_entropy, orbit_r_precision, view_psnr
+from .system import System, back_view, coloured_mesh, opacity_entropy, orbit_r_precision, view_psnr
 
 __all__ = ["CoarseToFine", "CoarseToFineConfig", "FineStageConfig", "One2345", "One2345Config", "PRESETS", "Preset",
-           "RingConfig", "RunConfig", "System", "SystemConfig", "coloured_mesh", "fit_parallel", "load_run_config",
+           "RingConfig", "RunConfig", "System", "SystemConfig", "back_view", "coloured_mesh", "fit_parallel", "load_run_config",
            "opacity_entropy", "orbit_r_precision", "run_config", "view_psnr"]

@@ -92,6 +92,10 @@ class RunConfig:
 
     def __post_init__(self):
         check_choice("method", self.method, tuple(PRESETS))
+        views = getattr(self.guidance, "num_views", 1)  # a multi-view prior scores sets of exactly its size
+        if views != self.system.views_per_set:
+            raise ValueError(f"system.views_per_set: expected the guidance's sets of guidance.num_views={views} views, "
+                             f"got {self.system.views_per_set}")
 
     def build(self, pipe):
         """The run this config describes, on ``pipe`` (a ``System``)."""

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..cameras import Cameras, orbit_camera
 from ..mesh import extract_mesh, grid_points
-from ..metrics import psnr, r_precision
+from ..metrics import front_view, psnr, r_precision
 from ..runtime import progress, seeded
 from ..shading import SHADINGS
 from ..toyworld import DEFAULT_FOV_DEG, render as toy_render
@@ -83,6 +83,8 @@ class System:
         sees them: one elevation per set, azimuths evenly spaced from a random start.
         """
         views, lo, hi = self.config.views_per_set, *self.config.elevation_range
+        if n % views:
+            raise ValueError(f"n: expected whole sets of system.views_per_set={views} cameras, got {n}")
         sets = n // views
         elevation = (lo + (hi - lo) * torch.rand(sets, generator=self.generator)).repeat_interleave(views)
         start = 360 * torch.rand(sets, 1, generator=self.generator)
@@ -103,6 +105,12 @@ class System:
         if self.config.lr_end is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = cosine_decay(self.config.lr, self.config.lr_end, done)
+
+    def set_lights(self, cameras: Cameras) -> torch.Tensor:
+        """``[B,3]`` light directions of a training step, drawn from the run's generator: one per set of
+        ``config.views_per_set`` cameras (the first's), since a set shows one object under one light."""
+        views = self.config.views_per_set
+        return self.material.light_dirs(cameras.c2w[::views], self.generator).repeat_interleave(views, 0)
 
     def render_views(self, cameras: Cameras, size: int, shading: str = "albedo", light_dirs: torch.Tensor | None = None,
                      perturb: bool = False) -> dict[str, torch.Tensor]:
@@ -140,7 +148,7 @@ class System:
         self.schedule_learning_rate(done)
         cameras = self.sample_cameras(config.batch_size)
         shading = self.material.choose(self.step_count, self.generator)
-        lights = self.material.light_dirs(cameras.c2w, self.generator) if shading != "albedo" else None
+        lights = self.set_lights(cameras) if shading != "albedo" else None
         out = self.render_views(cameras, config.render_size, shading, lights, perturb=True)
         images, conditions = out["rgb"].clamp(0, 1), self.prompt.conditions(cameras)
         guided = self.guidance.loss(images, cameras, conditions, done, self.generator)
@@ -294,6 +302,19 @@ def orbit_r_precision(run: System, prompt: str, candidates: list[str], clip=None
     views = run.render(torch.full((n_views,), float(elevation)), torch.arange(n_views) * 360.0 / n_views, size=64,
                        shading="lambertian")["rgb"]
     return r_precision(views, [prompt] * n_views, candidates, clip)
+
+
+def back_view(run: System, prompt: str, clip=None, n_views: int = 8, elevation: float = 15.0) -> torch.Tensor:
+    """``[1,3,64,64]``: the lit render of ``run``'s object from behind, behind being opposite its front, the one of
+    ``n_views`` lit views evenly around it that CLIP most takes for "<prompt>, front view" (``metrics.front_view``).
+
+    Not the world's azimuth 180: a prior with relative cameras (toy-mvdream's) turns the object's front anywhere.
+    A Janus object has a second face there (``metrics.janus_rate`` on this view).
+    """
+    azimuths = torch.arange(check_positive_int("n_views", n_views)) * 360.0 / n_views
+    views = run.render(torch.full((n_views,), float(elevation)), azimuths, size=64, shading="lambertian")["rgb"]
+    front = azimuths[front_view(views, prompt, clip)].item()
+    return run.render(float(elevation), front + 180.0, size=64, shading="lambertian")["rgb"]
 
 
 def view_psnr(run: System, truth, elevation: float = 15.0, azimuths=(45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0),
