@@ -48,6 +48,8 @@ print(f"toy-sd: {type(pipe).__name__}, U-Net {size(pipe.unet)}, VAE {size(pipe.v
 print(f"toy-clip: {type(priors.load('toy-clip', device='cpu').model).__name__}")
 zero123 = priors.load("toy-zero123", device="cpu")
 print(f"toy-zero123: {type(zero123).__name__}, U-Net {size(zero123.unet)} ({zero123.unet.config.in_channels} input channels)")
+mvdream = priors.load("toy-mvdream", device="cpu")
+print(f"toy-mvdream: {type(mvdream).__name__}, U-Net {size(mvdream.unet)} (camera embedding {mvdream.unet.config.class_embed_type})")
 for load in (diffusion.load_point_cloud_prior, diffusion.load_sdf_prior):
     model, scheduler = load(device="cpu")
     print(f"{load.__name__}: {type(model).__name__}, {size(model)}, {type(scheduler).__name__}")

@@ -37,8 +37,8 @@ R-precision]): the time a method takes to reach a given score. Seconds never cou
 ``--out`` writes the records as JSON with the command, the machine, the date and the package version,
 after every run (``"complete": false`` until the last), and each run's front view beside it
 (``FILE.fronts.pt``, ``[3,64,64]`` uint8 per prompt and seed), from which the diversity is computed.
-A sweep stopped part-way continues with ``--resume``: the runs already in the file are kept, if the
-file's method and overrides are the ones asked for.
+A sweep stopped part-way (a score sweep or a Janus sweep) continues with ``--resume``: the runs already
+in the file are kept, if the file's method and overrides are the ones asked for.
 """
 
 from __future__ import annotations
@@ -173,20 +173,25 @@ def diversity(records: list[dict], clip) -> dict[str, float]:
 
 
 def janus_sweep(prompts: list[str], seeds: list[int], overrides: dict, methods=("dreamfusion",), pipes=None, clip=None,
-                on_record=None) -> list[dict]:
+                on_record=None, done: list[dict] = ()) -> list[dict]:
     """One record per method, prompt style, prompt and seed: is the back view (``back_view``) taken for a front?
 
     A method whose preset prompt is view-dependent (DreamFusion) runs with and without view words; one
     whose prompt is plain (MVDream, whose cameras say the side) runs as its preset is. The runs of one
     method and prompt are fitted side by side, one core each (``systems.fit_parallel``).
-    ``on_record(records)`` is called after each prompt with every record so far.
+    ``on_record(records)`` is called after each prompt with every record so far; runs among the records ``done``
+    are not run again.
     """
-    clip, records = clip or load("toy-clip"), []
+    clip, records = clip or load("toy-clip"), list(done)
+    finished = {(r["method"], r["prompt"], r["seed"], r["view_dependent"]) for r in records}
     for method in methods:
         pipe = (pipes or {}).get(method) or load(PRESETS[method].prior)
         styles = (True, False) if run_config(method, "a red duck").prompt.view_dependent else (False,)
         for prompt in prompts:
-            grid = [(view_dependent, seed) for view_dependent in styles for seed in seeds]
+            grid = [(view_dependent, seed) for view_dependent in styles for seed in seeds
+                    if (method, prompt, seed, view_dependent) not in finished]
+            if not grid:
+                continue
             configs = [run_config(method, prompt, {**overrides, "system.seed": seed, "prompt.view_dependent": style})
                        for style, seed in grid]
             for (view_dependent, seed), run in zip(grid, fit_parallel(configs, pipe)):
@@ -262,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         for method in args.methods or [args.method]:
             if hasattr(run_config(method, "a red duck", overrides).prompt, "image"):  # checked before the first run
                 raise ValueError(f"--method {method}: takes an input image; the sweep runs text prompts")
-        if args.resume and (args.out is None or args.janus):
-            raise ValueError("--resume: needs --out, and continues only score sweeps (not --janus)")
+        if args.resume and args.out is None:
+            raise ValueError("--resume: needs --out")
     except ValueError as error:
         raise SystemExit(f"sweep: {error}")
     clip = load("toy-clip")
@@ -274,7 +279,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.janus:
         methods = args.methods or [args.method]
         saved.update(method=methods)
-        records = janus_sweep(args.prompts, args.seeds, overrides, methods, clip=clip,
+        try:
+            done = resumed_janus(args.out, saved) if args.resume else []
+        except ValueError as error:
+            raise SystemExit(f"sweep: {error}")
+        records = janus_sweep(args.prompts, args.seeds, overrides, methods, clip=clip, done=done,
                               on_record=lambda records: write_results(args.out, {**saved, "complete": False,
                                                                                  "records": records}))
         print(janus_table(records))
@@ -333,6 +342,17 @@ def write_results(out: Path | None, saved: dict, fronts: dict | None = None) -> 
     if fronts is not None:
         torch.save(fronts, fronts_path(out))
     out.write_text(json.dumps(saved, indent=1) + "\n")
+
+
+def resumed_janus(out: Path, asked: dict) -> list[dict]:
+    """The records of an earlier Janus sweep in ``out``, if it ran the methods and overrides asked for now."""
+    if not out.exists():
+        return []
+    previous = json.loads(out.read_text())
+    for key in ("method", "overrides"):
+        if previous.get(key) != asked[key]:
+            raise ValueError(f"--resume: {out} has {key}={previous.get(key)!r}, this sweep asks for {asked[key]!r}")
+    return previous["records"]
 
 
 def resumed_records(out: Path, asked: dict) -> list[dict]:

@@ -212,9 +212,10 @@ def test_janus_sweep_file_names_its_methods_and_is_complete_only_at_the_end(tmp_
     monkeypatch.setattr(sweep_script, "load", lambda name: object())
     written = []
 
-    def fake_sweep(prompts, seeds, overrides, methods, clip, on_record):
+    def fake_sweep(prompts, seeds, overrides, methods, clip, on_record, done):
         records = [dict(method=m, prompt=prompts[0], seed=0, view_dependent=False, janus=False, r_precision=1.0,
                         seconds=1.0) for m in methods]
+        written.append(list(done))
         on_record(records[:1])
         written.append(json.loads(out.read_text()))
         return records
@@ -223,9 +224,25 @@ def test_janus_sweep_file_names_its_methods_and_is_complete_only_at_the_end(tmp_
     out = tmp_path / "janus.json"
     sweep_script.main(["--janus", "--methods", "dreamfusion", "mvdream", "--prompts", "a pink mug", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert written[0]["complete"] is False and len(written[0]["records"]) == 1
+    assert written[0] == [] and written[1]["complete"] is False and len(written[1]["records"]) == 1
     assert saved["complete"] is True and saved["method"] == ["dreamfusion", "mvdream"] and len(saved["records"]) == 2
+    sweep_script.main(["--janus", "--methods", "dreamfusion", "mvdream", "--prompts", "a pink mug", "--out", str(out),
+                       "--resume"])
+    assert written[2] == saved["records"]  # a resumed sweep is handed the runs already in the file
+    with pytest.raises(SystemExit, match="--resume: .* has method="):
+        sweep_script.main(["--janus", "--methods", "mvdream", "--out", str(out), "--resume"])
     with pytest.raises(SystemExit, match="--methods: only with --janus"):
         sweep_script.main(["--methods", "mvdream"])
     with pytest.raises(SystemExit, match="takes an input image"):
         sweep_script.main(["--janus", "--methods", "zero123"])
+
+
+def test_a_janus_sweep_skips_the_runs_it_is_handed(tiny_pipe, monkeypatch):
+    monkeypatch.setattr(sweep_script, "janus_rate", lambda back, prompt, clip: 0.0)
+    monkeypatch.setattr(sweep_script, "orbit_r_precision", lambda run, prompt, candidates, clip: 0.5)
+    monkeypatch.setattr(sweep_script, "back_view", lambda run, prompt, clip, elevation: run.render(elevation, 180.0)["rgb"])
+    done = [dict(method="dreamfusion", prompt="a pink mug", seed=0, view_dependent=True, janus=True, r_precision=1.0,
+                 seconds=9.0)]
+    records = sweep_script.janus_sweep(["a pink mug"], [0], {"system.steps": 2, **SMALL}, ("dreamfusion",),
+                                       {"dreamfusion": tiny_pipe}, clip=object(), done=done)
+    assert records[0] == done[0] and [(r["view_dependent"], r["janus"]) for r in records[1:]] == [(False, False)]
