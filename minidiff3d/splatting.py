@@ -1,0 +1,167 @@
+"""3-D Gaussian splatting in pure PyTorch: project each Gaussian to the image, sort, and composite.
+
+A scene is N Gaussians: ``means [N,3]``, ``scales [N,3]`` (standard deviations along the Gaussian's own
+axes, in world units), ``rotations [N,4]`` (unit quaternions, w first), ``opacities [N]`` in [0,1] and
+``colors [N,3]``. Rendering is three steps, each differentiable:
+
+1. **Projection (EWA splatting).** The 3-D covariance is ``Σ = R S Sᵀ Rᵀ``. In the camera's frame
+   (``W`` the world-to-camera rotation, ``t = W (μ - c)``) the perspective map is linearised at ``t``; its
+   Jacobian ``J`` carries ``Σ`` to the image, ``Σ' = J W Σ Wᵀ Jᵀ`` (2x2, pixels²). 0.3 px² is added to the
+   diagonal, as 3DGS does: a low-pass filter that makes every splat cover about a pixel, so that a tiny or
+   edge-on Gaussian neither vanishes between pixel centres nor gives a singular ``Σ'``.
+2. **Sorting** by the depth of each mean, nearest first.
+3. **Compositing**, front to back, at each pixel centre ``p``: ``α_i = min(0.99, o_i exp(-½ dᵀ Σ'⁻¹ d))`` with
+   ``d = p - μ'_i``; ``C = Σ_i c_i α_i T_i + T_N · background``, ``T_i = Π_{j<i} (1 - α_j)``. Splats with
+   ``α < 1/255`` are skipped, and once ``T`` falls below 1e-4 the rest do not count (3DGS's early stop).
+
+For speed the work is only where a splat reaches. 3DGS's CUDA rasterizer lists, for each 16x16 tile,
+the Gaussians whose 3σ ellipse touches it, sorted by depth, and composites a tile per thread block. On
+a CPU the tiles' padded batches cost (tiles x pixels x most Gaussians in any tile); here the tiles are
+single pixels: every (pixel, Gaussian) pair within the Gaussian's 3σ box, sorted by pixel and depth, one
+flat batch, with each pixel's transmittance a cumulative sum of log(1 - α) that restarts at the pixel
+(``benchmarks/splatting.py``). Cameras are the course's (``cameras``: OpenGL camera axes, looking down -z).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .validation import check_positive, check_positive_int, check_tensor
+
+DILATION = 0.3  # px², added to the projected covariance's diagonal
+NEAR = 0.01  # Gaussians whose mean is nearer the camera than this are culled
+ALPHA_MIN, ALPHA_MAX = 1.0 / 255.0, 0.99
+TRANSMITTANCE_MIN = 1e-4
+
+
+def quaternion_to_rotation(quaternions: torch.Tensor) -> torch.Tensor:
+    """``[N,4]`` unit quaternions (w, x, y, z) -> rotation matrices ``[N,3,3]``."""
+    w, x, y, z = quaternions.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(*quaternions.shape[:-1], 3, 3)
+
+
+def covariance_3d(scales: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """``Σ = R S Sᵀ Rᵀ`` ``[N,3,3]`` from standard deviations ``scales [N,3]`` and unit quaternions ``rotations [N,4]``."""
+    m = quaternion_to_rotation(rotations) * scales[:, None, :]  # R S: column k of R scaled by s_k
+    return m @ m.transpose(1, 2)
+
+
+def project_gaussians(means: torch.Tensor, covariances: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
+                      focal: float) -> dict[str, torch.Tensor]:
+    """Each Gaussian's image: ``mean2d [N,2]`` (pixels, x right and y down, pixel centres at +0.5), ``cov2d [N,2,2]``
+    (with the dilation), and ``depth [N]`` (distance in front of the camera along its axis)."""
+    rotation = c2w[:3, :3].T  # world -> camera
+    t = (means - c2w[:3, 3]) @ rotation.T  # [N,3], camera coordinates; the camera looks down -z
+    depth = -t[:, 2]
+    safe = depth.clamp(min=NEAR)  # culled Gaussians (depth < NEAR) still need finite numbers
+    x, y = t[:, 0], t[:, 1]
+    mean2d = torch.stack([width / 2 + focal * x / safe, height / 2 - focal * y / safe], -1)
+    zero = torch.zeros_like(safe)
+    # d(u, v)/d(x, y, z) of u = W/2 + f x/(-z), v = H/2 - f y/(-z), at z = -depth
+    jacobian = torch.stack([focal / safe, zero, focal * x / safe ** 2,
+                            zero, -focal / safe, -focal * y / safe ** 2], -1).reshape(-1, 2, 3)
+    m = jacobian @ rotation
+    cov2d = m @ covariances @ m.transpose(1, 2) + DILATION * torch.eye(2, dtype=means.dtype, device=means.device)
+    return {"mean2d": mean2d, "cov2d": cov2d, "depth": depth}
+
+
+def _pairs(mean2d: torch.Tensor, cov2d: torch.Tensor, visible: torch.Tensor, height: int, width: int):
+    """Every (pixel, Gaussian) pair where the pixel lies in the Gaussian's 3σ bounding box: ``pixel [M]`` (row-major
+    index) and ``gaussian [M]``, sorted by pixel and, within a pixel, in the Gaussians' given (depth) order."""
+    extent = 3 * torch.sqrt(torch.stack([cov2d[:, 0, 0], cov2d[:, 1, 1]], -1))  # the 3σ ellipse's half box (x, y)
+    low = torch.floor(mean2d - extent - 0.5).clamp(min=0).long()  # pixels whose centre (i + 0.5) may be inside
+    high = torch.minimum(torch.ceil(mean2d + extent - 0.5).long(), torch.tensor([width - 1, height - 1]))
+    size = (high - low + 1).clamp(min=0) * visible[:, None]
+    counts = size[:, 0] * size[:, 1]
+    gaussian = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    local = torch.arange(len(gaussian)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    box = torch.cat([low, size[:, :1].clamp(min=1)], 1).index_select(0, gaussian)  # [M,3]: x0, y0, box width
+    x, y = box[:, 0] + local % box[:, 2], box[:, 1] + local // box[:, 2]
+    pixel = y * width + x
+    order = torch.argsort(pixel * len(counts) + gaussian)  # by pixel, then by depth rank
+    return pixel[order], gaussian[order]
+
+
+def composite(mean2d: torch.Tensor, cov2d: torch.Tensor, depth: torch.Tensor, opacities: torch.Tensor,
+              colors: torch.Tensor, height: int, width: int, background: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Front-to-back compositing of projected splats (step 3 of the module docstring), over (pixel, Gaussian) pairs.
+    Returns ``rgb [H,W,3]``, ``alpha [H,W]`` and ``depth [H,W]`` (the weights' sum of splat depths; 0 on background)."""
+    order = torch.argsort(depth)
+    mean2d, cov2d, depth, opacities, colors = mean2d[order], cov2d[order], depth[order], opacities[order], colors[order]
+    pixel, gaussian = _pairs(mean2d.detach(), cov2d.detach(), depth.detach() > NEAR, height, width)
+    a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
+    det = a * c - b * b
+    conic = torch.stack([c, -b, a], -1) / det[:, None]  # Σ'⁻¹ as (xx, xy, yy)
+    # One gather of everything a pair needs (and one scatter back in the backward pass), not one per tensor.
+    per_pair = torch.cat([mean2d, conic, opacities[:, None], colors, depth[:, None]], 1).index_select(0, gaussian)
+    mean, q, opacity_g, color, depth_g = per_pair.split([2, 3, 1, 3, 1], 1)
+    centre = torch.stack([pixel % width, pixel // width], -1).to(mean2d) + 0.5
+    d = centre - mean  # [M,2]
+    power = -0.5 * (q[:, 0] * d[:, 0] ** 2 + q[:, 2] * d[:, 1] ** 2) - q[:, 1] * d[:, 0] * d[:, 1]  # -½ dᵀΣ'⁻¹d
+    alpha = (opacity_g[:, 0] * torch.exp(power.clamp(max=0))).clamp(max=ALPHA_MAX)
+    alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
+    # T before each pair, per pixel: an exclusive cumulative sum of log(1 - α) that restarts at each pixel. In float64:
+    # the running sum spans the whole image, and each pixel's share is a small difference of large numbers.
+    log_through = torch.log1p(-alpha).double()
+    before = torch.cumsum(log_through, 0) - log_through
+    first = torch.ones_like(pixel, dtype=torch.bool)
+    first[1:] = pixel[1:] != pixel[:-1]
+    start = torch.cummax(torch.where(first, torch.arange(len(pixel)), torch.zeros_like(pixel)), 0).values
+    transmittance = torch.exp(before - before.index_select(0, start)).to(alpha)
+    weights = alpha * transmittance * (transmittance > TRANSMITTANCE_MIN)  # stopped once nothing gets through
+
+    def gather(values: torch.Tensor) -> torch.Tensor:  # per-pair values [M,C] summed into their pixels, [H·W,C]
+        return torch.zeros(height * width, values.shape[1], dtype=values.dtype).index_add(0, pixel, values)
+
+    summed = gather(weights[:, None] * torch.cat([color, torch.ones_like(depth_g), depth_g], 1))  # rgb, α, depth
+    rgb, opacity, z = summed.split([3, 1, 1], 1)
+    rgb = rgb + (1 - opacity) * background
+    return {"rgb": rgb.reshape(height, width, 3), "alpha": opacity.reshape(height, width),
+            "depth": z.reshape(height, width)}
+
+
+def check_gaussians(means, scales, rotations, opacities, colors) -> None:
+    """Named errors for Gaussians of the wrong shape, non-finite values, non-unit quaternions, or values out of range."""
+    sizes: dict[str, int] = {}
+    check_tensor("means", means, shape=["N", 3], sizes=sizes, floating=True)
+    check_tensor("scales", scales, shape=["N", 3], sizes=sizes, floating=True)
+    check_tensor("rotations", rotations, shape=["N", 4], sizes=sizes, floating=True)
+    check_tensor("opacities", opacities, shape=["N"], sizes=sizes, floating=True)
+    check_tensor("colors", colors, shape=["N", 3], sizes=sizes, floating=True)
+    norms = rotations.detach().norm(dim=-1)
+    if ((norms - 1).abs() > 1e-3).any():
+        worst = norms[(norms - 1).abs().argmax()].item()
+        raise ValueError(f"rotations: expected unit quaternions (w, x, y, z), got a norm of {worst:.4g} "
+                         f"(normalise them, e.g. torch.nn.functional.normalize(q, dim=-1))")
+    if (scales.detach() <= 0).any():
+        raise ValueError(f"scales: expected positive standard deviations, got a minimum of {scales.min().item():.4g}")
+    if ((opacities.detach() < 0) | (opacities.detach() > 1)).any():
+        raise ValueError(f"opacities: expected values in [0, 1], got [{opacities.min().item():.4g}, "
+                         f"{opacities.max().item():.4g}]")
+
+
+def render_gaussians(means: torch.Tensor, scales: torch.Tensor, rotations: torch.Tensor, opacities: torch.Tensor,
+                     colors: torch.Tensor, c2w: torch.Tensor, height: int, width: int, focal: float,
+                     background=(1.0, 1.0, 1.0)) -> dict[str, torch.Tensor]:
+    """Splat N Gaussians into an image from camera ``c2w [4,4]`` (see the module docstring).
+
+    ``means [N,3]``, ``scales [N,3]`` (standard deviations, world units), ``rotations [N,4]`` (unit quaternions,
+    w first), ``opacities [N]`` in [0,1], ``colors [N,3]``; ``focal`` in pixels. Returns ``rgb [H,W,3]`` (on
+    ``background``), ``alpha [H,W]`` and ``depth [H,W]``, differentiable in every Gaussian parameter.
+    """
+    check_gaussians(means, scales, rotations, opacities, colors)
+    c2w = check_tensor("c2w", c2w, shape=[4, 4], floating=True).to(means)
+    height, width = check_positive_int("height", height), check_positive_int("width", width)
+    focal = check_positive("focal", focal)
+    background = check_tensor("background", torch.as_tensor(background, dtype=means.dtype), shape=[3]).to(means.device)
+    projected = project_gaussians(means, covariance_3d(scales, rotations), c2w, height, width, focal)
+    return composite(projected["mean2d"], projected["cov2d"], projected["depth"], opacities, colors, height, width,
+                     background)
+
+
+__all__ = ["check_gaussians", "composite", "covariance_3d", "project_gaussians", "quaternion_to_rotation",
+           "render_gaussians"]

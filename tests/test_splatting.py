@@ -1,0 +1,137 @@
+"""The Gaussian splatter against closed forms, a per-Gaussian loop, finite differences, and its defining properties."""
+
+import math
+
+import pytest
+import torch
+
+from minidiff3d.cameras import focal_from_fov, orbit_camera
+from minidiff3d.splatting import DILATION, covariance_3d, project_gaussians, quaternion_to_rotation, render_gaussians
+
+torch.set_default_dtype(torch.float32)
+C2W = orbit_camera(0.0, 0.0, 3.0)  # on +x, looking at the origin: image x is world +y, image y is world -z
+SIZE, FOCAL = 32, focal_from_fov(40.0, 32)
+
+
+def scene(n, seed=0, spread=0.5):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1)
+    return dict(means=(torch.rand(n, 3, generator=g) - 0.5) * 2 * spread, scales=0.05 + 0.1 * torch.rand(n, 3, generator=g),
+                rotations=q, opacities=0.2 + 0.7 * torch.rand(n, generator=g), colors=torch.rand(n, 3, generator=g))
+
+
+def by_loop(means, scales, rotations, opacities, colors, c2w, height, width, focal, background=(1.0, 1.0, 1.0)):
+    """The reference: every Gaussian over every pixel, one at a time in depth order, no tiles, no early stop."""
+    p = project_gaussians(means, covariance_3d(scales, rotations), c2w, height, width, focal)
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    rgb, transmittance = torch.zeros(height, width, 3), torch.ones(height, width)
+    for i in torch.argsort(p["depth"]).tolist():
+        d = torch.stack([xs - p["mean2d"][i, 0], ys - p["mean2d"][i, 1]], -1)
+        inverse = torch.linalg.inv(p["cov2d"][i])
+        alpha = (opacities[i] * torch.exp(-0.5 * torch.einsum("hwi,ij,hwj->hw", d, inverse, d))).clamp(max=0.99)
+        alpha = torch.where(alpha >= 1 / 255, alpha, torch.zeros_like(alpha))
+        rgb = rgb + (transmittance * alpha)[..., None] * colors[i]
+        transmittance = transmittance * (1 - alpha)
+    return rgb + transmittance[..., None] * torch.tensor(background), 1 - transmittance
+
+
+def test_rotation_matrices_are_rotations_and_match_the_axis_angle_form():
+    q = torch.nn.functional.normalize(torch.randn(5, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    r = quaternion_to_rotation(q)
+    assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3).expand(5, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(5), atol=1e-5)
+    turn = torch.tensor([[math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4)]])  # 90° about z
+    assert torch.allclose(quaternion_to_rotation(turn)[0], torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]), atol=1e-6)
+
+
+def test_one_isotropic_gaussian_is_the_closed_form_2d_gaussian():
+    sigma, opacity, distance = 0.1, 0.8, 3.0
+    out = render_gaussians(torch.zeros(1, 3), torch.full((1, 3), sigma), torch.tensor([[1.0, 0, 0, 0]]),
+                           torch.tensor([opacity]), torch.tensor([[1.0, 0.0, 0.0]]), C2W, SIZE, SIZE, FOCAL)
+    variance = (FOCAL * sigma / distance) ** 2 + DILATION  # pixels²: the projected σ, plus the dilation
+    ys, xs = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="ij")
+    alpha = opacity * torch.exp(-((xs - SIZE / 2) ** 2 + (ys - SIZE / 2) ** 2) / (2 * variance))
+    alpha = torch.where(alpha >= 1 / 255, alpha, torch.zeros_like(alpha))
+    assert torch.allclose(out["alpha"], alpha, atol=1e-5)
+    assert torch.allclose(out["rgb"][..., 1], 1 - alpha, atol=1e-5)  # white background behind a red splat
+    assert torch.allclose(out["depth"], alpha * distance, atol=1e-4)
+
+
+def test_an_anisotropic_gaussian_projects_its_long_axis_and_the_tiles_match_a_loop():
+    # long along world y (image x), short along z (image y)
+    args = dict(means=torch.zeros(1, 3), scales=torch.tensor([[0.05, 0.3, 0.05]]), rotations=torch.tensor([[1.0, 0, 0, 0]]),
+                opacities=torch.tensor([0.9]), colors=torch.tensor([[0.2, 0.4, 0.6]]))
+    cov = project_gaussians(args["means"], covariance_3d(args["scales"], args["rotations"]), C2W, SIZE, SIZE, FOCAL)["cov2d"][0]
+    assert torch.allclose(cov, torch.diag(torch.tensor([(FOCAL * 0.3 / 3) ** 2, (FOCAL * 0.05 / 3) ** 2])) + DILATION * torch.eye(2),
+                          atol=1e-4)
+    for n, seed in ((1, 0), (40, 1), (300, 2)):
+        case = scene(n, seed) if n > 1 else args
+        out = render_gaussians(**case, c2w=C2W, height=SIZE, width=40, focal=FOCAL)
+        rgb, alpha = by_loop(**case, c2w=C2W, height=SIZE, width=40, focal=FOCAL)
+        assert torch.allclose(out["alpha"], alpha, atol=1e-4) and torch.allclose(out["rgb"], rgb, atol=1e-4)
+
+
+def test_two_overlapping_gaussians_composite_nearest_first_whatever_their_order():
+    near, far = torch.tensor([[0.5, 0.0, 0.0]]), torch.tensor([[-0.5, 0.0, 0.0]])  # the camera is on +x
+    red, blue = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0]])
+    common = dict(scales=torch.full((2, 3), 0.2), rotations=torch.tensor([[1.0, 0, 0, 0]] * 2),
+                  opacities=torch.tensor([0.9, 0.9]), c2w=C2W, height=SIZE, width=SIZE, focal=FOCAL)
+    a = render_gaussians(torch.cat([near, far]), colors=torch.cat([red, blue]), **common)
+    b = render_gaussians(torch.cat([far, near]), colors=torch.cat([blue, red]), **common)
+    centre = a["rgb"][SIZE // 2, SIZE // 2]
+    assert torch.allclose(a["rgb"], b["rgb"]) and centre[0] > 0.85 and centre[2] < 0.15  # red, in front, covers blue
+    # by hand at that pixel, whose centre is half a pixel off both means in x and y:
+    # α = 0.9 exp(-½ (0.5² + 0.5²) / σ²), σ² = (f 0.2 / distance)² + 0.3, the near one 2.5 away, the far one 3.5
+    a_near, a_far = (0.9 * math.exp(-0.25 / ((FOCAL * 0.2 / d) ** 2 + DILATION)) for d in (2.5, 3.5))
+    rest = (1 - a_near) * (1 - a_far)  # the white background's share
+    expected = torch.tensor([a_near + rest, rest, (1 - a_near) * a_far + rest])
+    assert torch.allclose(centre, expected, atol=1e-5)
+
+
+def test_the_image_does_not_depend_on_the_order_of_the_gaussians():
+    case = scene(200, 3)
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(4))
+    a = render_gaussians(**case, c2w=C2W, height=SIZE, width=SIZE, focal=FOCAL)
+    b = render_gaussians(**{k: v[order] for k, v in case.items()}, c2w=C2W, height=SIZE, width=SIZE, focal=FOCAL)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_gradients_match_finite_differences():
+    case = {k: v.double() for k, v in scene(6, 5, spread=0.3).items()}
+    names = ("means", "scales", "opacities", "colors")
+    weights = torch.rand(12, 12, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+
+    def loss(**params):
+        out = render_gaussians(**params, c2w=C2W.double(), height=12, width=12, focal=focal_from_fov(40.0, 12))
+        return (out["rgb"] * weights).sum() + out["depth"].sum() * 0.1
+
+    params = {k: (v.clone().requires_grad_(k in names)) for k, v in case.items()}
+    loss(**params).backward()
+    for name in names:
+        for index in [(0, 0), (3, 1), (5, 2)] if params[name].dim() == 2 else [(0,), (3,)]:
+            plus, minus = ({k: v.detach().clone() for k, v in params.items()} for _ in range(2))
+            plus[name][index] += 1e-6
+            minus[name][index] -= 1e-6
+            numeric = (loss(**plus) - loss(**minus)) / 2e-6
+            assert params[name].grad[index].item() == pytest.approx(numeric.item(), rel=1e-4, abs=1e-6), (name, index)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(means=torch.zeros(3, 2)), "means: expected shape"),
+    (dict(colors=torch.zeros(4, 3)), "colors: expected shape"),
+    (dict(rotations=torch.tensor([[2.0, 0, 0, 0]] * 3)), "rotations: expected unit quaternions"),
+    (dict(means=torch.tensor([[float("nan"), 0, 0]] * 3)), "means: expected finite values"),
+    (dict(opacities=torch.tensor([0.5, 1.5, 0.5])), r"opacities: expected values in \[0, 1\]"),
+    (dict(scales=torch.zeros(3, 3)), "scales: expected positive"),
+])
+def test_bad_gaussians_get_named_errors(change, message):
+    case = {**scene(3), **change}
+    with pytest.raises(ValueError, match=message):
+        render_gaussians(**case, c2w=C2W, height=8, width=8, focal=10.0)
+
+
+def test_gaussians_behind_the_camera_or_off_screen_draw_nothing():
+    case = scene(2)
+    case["means"] = torch.tensor([[4.0, 0.0, 0.0], [0.0, 30.0, 0.0]])  # behind the camera; far off to the side
+    out = render_gaussians(**case, c2w=C2W, height=SIZE, width=SIZE, focal=FOCAL)
+    assert out["alpha"].abs().max() == 0 and torch.equal(out["rgb"], torch.ones(SIZE, SIZE, 3))
