@@ -1,0 +1,177 @@
+"""3-D Gaussians as a geometry part (DreamGaussian's), and 3DGS's adaptive density control.
+
+The parameters are stored unconstrained, so that Adam can move them anywhere: log-scales (the
+scale is their exponential), quaternions (normalised on use), opacity logits and colour logits (both
+through a sigmoid). DreamGaussian starts from a few thousand small, faint, grey Gaussians in a ball.
+
+**Adaptive density control** (3DGS, section 5.2). The renders' gradient with respect to each Gaussian's
+*image-space* mean says where the scene is under-reconstructed: a large average gradient means the
+Gaussian would like to be in two places at once. Every so often:
+
+* a small one (largest scale at most ``percent_dense`` of the scene's extent) is **cloned**: a copy at the
+  same place, which the following gradient steps pull apart;
+* a large one is **split** in two, each drawn from the original as a distribution, scales divided by 1.6;
+* faint ones (opacity below ``min_opacity``) are **pruned**;
+* and every ``reset_every`` steps the opacities are **reset** to at most 0.01, so that floaters must earn
+  their opacity back or be pruned.
+
+The optimiser's state follows the parameters (``resize``): new Gaussians start with zero moments, and a
+pruned Gaussian's moments go with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..splatting import composite, covariance_3d, project_gaussians, quaternion_to_rotation
+from ..validation import check_fraction, check_positive, check_positive_int
+
+NAMES = ("means", "log_scales", "quaternions", "opacity_logits", "color_logits")
+
+
+@dataclass
+class GaussiansConfig:
+    """``Gaussians``' start: ``count`` Gaussians uniform in a ball of ``radius``, each of scale ``scale``,
+    opacity ``opacity`` and grey."""
+
+    count: int = 5000
+    radius: float = 0.5
+    scale: float = 0.01
+    opacity: float = 0.1
+
+    def __post_init__(self):
+        check_positive_int("geometry.count", self.count)
+        check_positive("geometry.radius", self.radius)
+        check_positive("geometry.scale", self.scale)
+        check_fraction("geometry.opacity", self.opacity)
+
+    def build(self, generator: torch.Generator | None = None) -> "Gaussians":
+        return Gaussians.in_ball(self.count, self.radius, self.scale, self.opacity, generator)
+
+
+class Gaussians(nn.Module):
+    """N Gaussians: ``means [N,3]``, and through their activations ``scales [N,3]``, ``rotations [N,4]`` (unit),
+    ``opacities [N]`` and ``colors [N,3]``. ``render`` splats them and keeps the image-space means' gradient
+    statistics that ``densify`` reads."""
+
+    def __init__(self, means: torch.Tensor, log_scales: torch.Tensor, quaternions: torch.Tensor,
+                 opacity_logits: torch.Tensor, color_logits: torch.Tensor):
+        super().__init__()
+        for name, value in zip(NAMES, (means, log_scales, quaternions, opacity_logits, color_logits)):
+            setattr(self, name, nn.Parameter(value.detach().clone()))
+        self.reset_statistics()
+
+    @classmethod
+    def in_ball(cls, count: int, radius: float = 0.5, scale: float = 0.01, opacity: float = 0.1,
+                generator: torch.Generator | None = None) -> "Gaussians":
+        """``count`` Gaussians uniform in a ball: axis-aligned, of one ``scale``, ``opacity`` and grey."""
+        direction = F.normalize(torch.randn(count, 3, generator=generator), dim=-1)
+        means = direction * radius * torch.rand(count, 1, generator=generator) ** (1 / 3)  # uniform in the volume
+        quaternions = torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(count, 4)
+        return cls(means, torch.full((count, 3), float(torch.log(torch.tensor(scale)))), quaternions,
+                   torch.full((count,), float(torch.logit(torch.tensor(opacity)))), torch.zeros(count, 3))
+
+    def __len__(self) -> int:
+        return len(self.means)
+
+    @property
+    def scales(self) -> torch.Tensor:
+        return self.log_scales.exp()
+
+    @property
+    def rotations(self) -> torch.Tensor:
+        return F.normalize(self.quaternions, dim=-1)
+
+    @property
+    def opacities(self) -> torch.Tensor:
+        return torch.sigmoid(self.opacity_logits)
+
+    @property
+    def colors(self) -> torch.Tensor:
+        return torch.sigmoid(self.color_logits)
+
+    def reset_statistics(self) -> None:
+        """Forget the accumulated image-space gradients (after each densification)."""
+        self.grad_sum = torch.zeros(len(self.means))
+        self.seen = torch.zeros(len(self.means))
+        self._mean2d: list[torch.Tensor] = []
+
+    def render(self, c2w: torch.Tensor, height: int, width: int, focal: float, background: torch.Tensor
+               ) -> dict[str, torch.Tensor]:
+        """``splatting.render_gaussians`` of these Gaussians; the image-space means are kept so that, after the loss's
+        ``backward()``, ``accumulate()`` can read their gradient."""
+        projected = project_gaussians(self.means, covariance_3d(self.scales, self.rotations), c2w, height, width, focal)
+        mean2d = projected["mean2d"]
+        if mean2d.requires_grad:
+            mean2d.retain_grad()
+            self._mean2d.append(mean2d)
+        return composite(mean2d, projected["cov2d"], projected["depth"], self.opacities, self.colors, height, width,
+                         background)
+
+    @torch.no_grad()
+    def accumulate(self) -> None:
+        """Add the last renders' image-space gradient norms to the statistics (3DGS's ``add_densification_stats``)."""
+        for mean2d in self._mean2d:
+            if mean2d.grad is not None:
+                norm = mean2d.grad.norm(dim=-1)
+                self.grad_sum += norm
+                self.seen += (norm > 0).float()
+        self._mean2d = []
+
+    @torch.no_grad()
+    def densify(self, optimizer: torch.optim.Optimizer, grad_threshold: float, extent: float,
+                percent_dense: float = 0.01, min_opacity: float = 0.005,
+                generator: torch.Generator | None = None) -> dict[str, int]:
+        """Clone, split and prune (the module docstring); returns how many of each. The statistics start over."""
+        average = self.grad_sum / self.seen.clamp(min=1)
+        hot = average >= grad_threshold
+        small = self.scales.max(-1).values <= percent_dense * extent
+        clone, split = hot & small, hot & ~small
+        samples = self._split_samples(split, generator)
+        keep = ~split & (self.opacities >= min_opacity)
+        new = {name: torch.cat([getattr(self, name)[clone], samples[name]]) for name in NAMES}
+        counts = {"cloned": int(clone.sum()), "split": int(split.sum()), "pruned": int((~keep & ~split).sum())}
+        resize(self, optimizer, keep.nonzero()[:, 0], new)
+        self.reset_statistics()
+        return counts
+
+    def _split_samples(self, split: torch.Tensor, generator) -> dict[str, torch.Tensor]:
+        """Two Gaussians for each one in ``split``: means drawn from it, scales divided by 1.6, the rest copied."""
+        rows = split.nonzero()[:, 0].repeat(2)
+        scales = self.scales[rows]
+        offsets = torch.randn(scales.shape, generator=generator) * scales
+        means = self.means[rows] + (quaternion_to_rotation(self.rotations[rows]) @ offsets[..., None])[..., 0]
+        return {"means": means, "log_scales": torch.log(scales / 1.6), "quaternions": self.quaternions[rows],
+                "opacity_logits": self.opacity_logits[rows], "color_logits": self.color_logits[rows]}
+
+    @torch.no_grad()
+    def reset_opacity(self, optimizer: torch.optim.Optimizer, ceiling: float = 0.01) -> None:
+        """Opacities to at most ``ceiling``; their Adam moments restart."""
+        self.opacity_logits.copy_(torch.minimum(self.opacity_logits, torch.logit(torch.tensor(ceiling))))
+        state = optimizer.state.get(self.opacity_logits, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key].zero_()
+
+
+def resize(model: Gaussians, optimizer: torch.optim.Optimizer, keep: torch.Tensor, new: dict[str, torch.Tensor]) -> None:
+    """Replace each parameter by its rows ``keep`` followed by ``new[name]``, in the model and in ``optimizer``: the kept
+    rows keep their Adam moments, the new rows start at zero."""
+    for name in NAMES:
+        old = getattr(model, name)
+        grown = nn.Parameter(torch.cat([old.detach()[keep], new[name].to(old)]))
+        state = optimizer.state.pop(old, None)
+        for group in optimizer.param_groups:
+            group["params"] = [grown if p is old else p for p in group["params"]]
+        if state is not None:
+            for key in ("exp_avg", "exp_avg_sq"):
+                state[key] = torch.cat([state[key][keep], torch.zeros_like(new[name])])
+            optimizer.state[grown] = state
+        setattr(model, name, grown)
+
+
+__all__ = ["Gaussians", "GaussiansConfig", "resize"]
