@@ -111,8 +111,11 @@ def plot_rays(origins, directions, length: float = 3.0, fig: go.Figure | None = 
 
 
 def to_png(image) -> bytes:
-    """PNG bytes of ``image [H,W,3]`` in [0,1], e.g. for an ``ipywidgets.Image``."""
+    """PNG bytes of ``image [H,W,3]`` in [0,1], or of a matplotlib or plotly figure, e.g. for an ``ipywidgets.Image``."""
     from PIL import Image
+
+    if not isinstance(image, (torch.Tensor, np.ndarray)):
+        return _png(image)
 
     buffer = io.BytesIO()
     Image.fromarray((np.clip(_np(image), 0, 1) * 255).round().astype(np.uint8)).save(buffer, format="PNG")

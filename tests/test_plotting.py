@@ -71,3 +71,16 @@ def test_notebook_outputs_carry_pictures_and_the_final_progress(monkeypatch, tmp
     from tests.test_stored_notebooks import static_defects
 
     assert static_defects(notebook) == []
+
+
+def test_to_png_takes_an_image_or_a_figure():
+    import matplotlib.pyplot as plt
+
+    image = torch.zeros(5, 7, 3)
+    image[..., 0] = 1.0
+    decoded = np.asarray(Image.open(io.BytesIO(plotting.to_png(image))))
+    assert decoded.shape == (5, 7, 3) and (decoded[..., 0] == 255).all() and (decoded[..., 1] == 0).all()
+    figure, ax = plt.subplots(figsize=(2, 1), dpi=50)
+    ax.plot([0, 1], [0, 1])
+    picture = Image.open(io.BytesIO(plotting.to_png(figure)))
+    assert picture.format == "PNG" and picture.width > picture.height
