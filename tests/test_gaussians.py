@@ -84,3 +84,20 @@ def test_an_opacity_reset_caps_the_opacities_and_restarts_their_moments():
     model.reset_opacity(optimizer)
     assert model.opacities.max() <= 0.01 + 1e-6 and model.opacities[2].item() == pytest.approx(0.001, rel=1e-2)  # below: kept
     assert optimizer.state[model.opacity_logits]["exp_avg"].abs().sum() == 0
+
+
+def test_the_splat_renderer_has_the_marchers_call_and_maps():
+    from minidiff3d.marcher import SolidBackground
+    from minidiff3d.scene.splat_renderer import SplatRendererConfig
+
+    model = Gaussians.in_ball(300, generator=torch.Generator().manual_seed(6))
+    c2w = torch.stack([orbit_camera(15.0, a, 2.8) for a in (0.0, 120.0)])
+    grey = SolidBackground((0.5, 0.5, 0.5))
+    maps = SplatRendererConfig().build().render(model, c2w, SIZE, SIZE, FOCAL, grey, "lambertian")
+    assert {k: tuple(v.shape) for k, v in maps.items()} == {"rgb": (2, 3, SIZE, SIZE), "opacity": (2, 1, SIZE, SIZE),
+                                                           "depth": (2, 1, SIZE, SIZE)}
+    for i in range(2):  # each view is the splatter's over the grey background
+        by_hand = render_gaussians(model.means, model.scales, model.rotations, model.opacities, model.colors, c2w[i],
+                                   SIZE, SIZE, FOCAL, background=(0.5, 0.5, 0.5))
+        assert torch.allclose(maps["rgb"][i].permute(1, 2, 0), by_hand["rgb"], atol=1e-6)
+        assert torch.allclose(maps["opacity"][i, 0], by_hand["alpha"], atol=1e-6)
