@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"sweep: {error}")
     clip = load("toy-clip")
     given = sys.argv[1:] if argv is None else argv
-    saved = dict(command="python scripts/sweep.py " + " ".join(a for a in given if a != "--resume"),  # what made the file
+    saved = dict(command="python scripts/sweep.py " + shlex.join(a for a in given if a != "--resume"),  # what made the file
                  machine=describe_machine(), date=datetime.date.today().isoformat(), version=minidiff3d.__version__,
                  method=args.method, overrides=overrides)
     if args.janus:

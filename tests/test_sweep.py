@@ -99,7 +99,7 @@ def test_sweep_writes_its_command_machine_and_date_and_refuses_a_bad_key(tmp_pat
     out = tmp_path / "results.json"
     sweep_script.main(["--prompts", "a red torus", "--set", "system.steps=2", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["command"] == f"python scripts/sweep.py --prompts a red torus --set system.steps=2 --out {out}"
+    assert saved["command"] == f"python scripts/sweep.py --prompts 'a red torus' --set system.steps=2 --out {out}"  # runnable as it stands
     assert saved["method"] == "dreamfusion" and saved["overrides"] == {"system.steps": 2}
     assert saved["machine"] and saved["date"] and saved["version"]
     assert saved["records"] == [dict(prompt="a red torus", seed=0, r_precision=0.5, saturation=0.25, seconds=1.0)]
