@@ -194,6 +194,11 @@ def guided_noise(pipe, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
     return guided_epsilon(pipe.unet, pipe.scheduler, noisy, t, cond, uncond, guidance_scale, cfg, cameras)
 
 
+def _check_prompts(prompts) -> None:
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError(f"prompts: expected a non-empty list of strings, got {prompts!r}")
+
+
 def ring_azimuths(num_views: int = 4, start: float = 0.0) -> torch.Tensor:
     """``[V]`` azimuths (degrees) evenly around the object from ``start``: MVDream's orthogonal views for V = 4."""
     return start + torch.arange(check_positive_int("num_views", num_views)) * 360.0 / num_views
@@ -211,8 +216,7 @@ def sample_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth_star
     ``pipe``: a ``StableDiffusionPipeline`` whose U-Net is multi-view (``priors.load("toy-mvdream")``); sampling
     uses DDIM on its scheduler's schedule.
     """
-    if isinstance(prompts, str) or not prompts:
-        raise ValueError(f"prompts: expected a non-empty list of strings, got {prompts!r}")
+    _check_prompts(prompts)
     check_non_negative("guidance_scale", guidance_scale)
     steps = check_positive_int("num_inference_steps", num_inference_steps)
     views, sets, device = check_positive_int("num_views", num_views), len(prompts), pipe.device
@@ -241,8 +245,7 @@ def independent_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth
                       ) -> torch.Tensor:
     """The baseline: ``[B,V,3,H,W]`` from a 2-D ``pipe`` (toy SD), each view sampled on its own with DreamFusion's
     view prompt ("a red duck, back view") for the cameras ``sample_views`` uses."""
-    if isinstance(prompts, str) or not prompts:
-        raise ValueError(f"prompts: expected a non-empty list of strings, got {prompts!r}")
+    _check_prompts(prompts)
     views = check_positive_int("num_views", num_views)
     words = view_name(torch.full((views,), float(elevation)), ring_azimuths(views, azimuth_start))
     texts = [with_view(prompt, word) for prompt in prompts for word in words]

@@ -5,7 +5,8 @@ and the prompts it sees (text, or an input image with its camera)."""
 from .base import Guidance, GuidanceOutput, text_condition
 from .mvdream import MultiViewDistillation, MultiViewSDSConfig
 from .prompt import PromptConfig, PromptProcessor
-from .sds import SDSConfig, ScoreDistillation, distill_image, epsilon_from_output, sds_weight
+from ..diffusion.sampling import epsilon_from_output
+from .sds import SDSConfig, ScoreDistillation, distill_image, sds_weight
 from .vsd import VariationalScoreDistillation, VSDConfig
 from .zero123 import ImagePrompt, ImagePromptConfig, Zero123Distillation, Zero123SDSConfig
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cameras import Cameras
-from ..diffusion.sampling import CFG_FORMS, epsilon_from_output, guided_epsilon
+from ..diffusion.sampling import CFG_FORMS, guided_epsilon
 from ..runtime import frozen
 from ..validation import (check_choice, check_fraction, check_images, check_interval, check_non_negative, check_positive,
                           check_positive_int, check_tensor)

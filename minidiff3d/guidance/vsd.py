@@ -49,7 +49,8 @@ from ..cameras import Cameras
 from ..runtime import frozen
 from ..validation import check_fraction, check_positive, check_positive_int
 from .base import GuidanceOutput, text_condition
-from .sds import SDSConfig, ScoreDistillation, check_t_range, check_text_embeddings, epsilon_from_output
+from ..diffusion.sampling import epsilon_from_output
+from .sds import SDSConfig, ScoreDistillation, check_t_range, check_text_embeddings
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
