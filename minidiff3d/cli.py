@@ -7,6 +7,8 @@
     minidiff3d generate "a yellow duck" --method mvdream --out runs/duck-mv          # multi-view SDS (toy-mvdream)
     minidiff3d generate --image duck.png --method zero123 --out runs/duck            # image-to-3D (a caption, if given,
                                                                                     # is only what it is scored against)
+    minidiff3d generate "a blue cone" --method dreamgaussian --out runs/cone         # Gaussians, then a textured mesh
+    minidiff3d generate --image duck.png --method dreamgaussian --out runs/duck-dg   # the same from an image (toy-zero123)
 
 A run's folder gets ``mesh.glb``, ``turntable.gif``, ``checkpoint.pt`` and ``run.json`` (the full config,
 seed, package version, machine, time, and the turntable's R-precision under toy CLIP). Ctrl-C
@@ -43,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="a 3-D object from a prompt: mesh.glb, turntable.gif, run.json")
     generate.add_argument("prompt", nargs="?", help="the text prompt (optional with --config, which holds one); "
                           "with --image, the object's caption for scoring")
-    generate.add_argument("--image", type=Path, help="the input image of an image-to-3D method (zero123)")
+    generate.add_argument("--image", type=Path, help="the input image of an image-to-3D method (zero123, one2345, "
+                          "dreamgaussian)")
     generate.add_argument("--method", help="a preset (see `minidiff3d methods`); default dreamfusion, or the --config's")
     generate.add_argument("--seed", type=int, help="the run's seed (default 0, or the --config's)")
     generate.add_argument("--out", type=Path, required=True, help="the run's folder")
@@ -93,6 +96,8 @@ def build_config(args):
         method = args.method or "dreamfusion"
         if method not in PRESETS:
             raise UsageError(f"--method: unknown method {method!r}; expected one of {', '.join(sorted(PRESETS))}")
+        if args.image is not None and PRESETS[method].image_method:  # e.g. dreamgaussian from an image
+            method = PRESETS[method].image_method
         config = run_config(method, quick=quick_mode())
     takes_image = hasattr(config.prompt, "image")
     if args.image is not None and not takes_image:

@@ -31,9 +31,9 @@ from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from .cameras import orbit_camera
-from .diffusion.sampling import guided_epsilon
+from .diffusion.sampling import epsilon_from_output, guided_epsilon
 from .priors.captions import view_name, with_view
-from .validation import check_choice, check_non_negative, check_positive_int, check_tensor
+from .validation import check_choice, check_images, check_non_negative, check_positive_int, check_tensor
 
 CAMERA_WIDTH = 16  # a flattened 4x4 camera-to-world matrix
 
@@ -240,6 +240,34 @@ def sample_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth_star
 
 
 @torch.no_grad()
+def denoising_loss(pipe, images: torch.Tensor, captions: list[str], cameras: torch.Tensor, joint: bool = True,
+                   timesteps=(50, 200, 400, 600, 800), seed: int = 0) -> dict[int, float]:
+    """The multi-view U-Net's training loss on given sets, per timestep: ``{t: MSE(ε̂, ε)}`` for ``images [S,V,3,H,W]``
+    in [0,1] (e.g. held-out renders), one caption per set, ``cameras [S,V,16]`` as the model is told them (ablate
+    them by passing zeros, or another set's), all V views at one t, the same noise (from ``seed``) for every call.
+
+    A conditioning the model uses lowers this loss; one it ignores leaves it where it was.
+    """
+    sets, views = check_tensor("images", images, shape=["S", "V", 3, None, None], floating=True).shape[:2]
+    pixels = check_images("images", images.flatten(0, 1))
+    check_tensor("cameras", cameras, shape=[sets, views, CAMERA_WIDTH], floating=True)
+    if len(captions) != sets:
+        raise ValueError(f"captions: expected one caption per set ({sets}), got {len(captions)}")
+    device, vae = pipe.device, pipe.vae
+    latents = vae.encode((pixels * 2 - 1).to(device, vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
+    text = pipe.encode_prompt([c for c in captions for _ in range(views)], device, 1, False)[0]
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents)
+    set_views(pipe.unet, views if joint else 1)
+    losses = {}
+    for t in timesteps:
+        t_batch = torch.full((len(latents),), int(t), device=device)
+        noisy = pipe.scheduler.add_noise(latents, noise, t_batch)
+        output = pipe.unet(noisy, t_batch, text, class_labels=cameras.flatten(0, 1).to(latents)).sample
+        losses[int(t)] = (epsilon_from_output(pipe.scheduler, output, noisy, t_batch) - noise).float().pow(2).mean().item()
+    return losses
+
+
+@torch.no_grad()
 def independent_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth_start: float = 0.0, num_views: int = 4,
                       num_inference_steps: int = 25, guidance_scale: float = 7.5, generator: torch.Generator | None = None
                       ) -> torch.Tensor:
@@ -254,6 +282,7 @@ def independent_views(pipe, prompts: list[str], elevation: float = 15.0, azimuth
     return images.float().clamp(0, 1).reshape(len(prompts), views, *images.shape[1:]).cpu()
 
 
-__all__ = ["CAMERA_CONVENTIONS", "CAMERA_WIDTH", "MultiViewAttnProcessor", "camera_inputs", "guided_noise", "independent_views",
+__all__ = ["CAMERA_CONVENTIONS", "CAMERA_WIDTH", "MultiViewAttnProcessor", "camera_inputs", "denoising_loss", "guided_noise",
+           "independent_views",
            "joined_views", "multiview_unet", "port_cameras", "relative_cameras",
            "ring_azimuths", "sample_views", "set_views"]

@@ -145,3 +145,16 @@ def test_methods_and_doctor_answer():
     assert doctor.returncode == 0, doctor.stderr
     assert "shipped assets:" in doctor.stdout and "match the manifest's sha256" in doctor.stdout
     assert "device: cpu" in doctor.stdout and "toy-world cache:" in doctor.stdout
+
+
+def test_dreamgaussian_writes_its_textured_mesh_in_one_piece(tiny_folder, tmp_path):
+    out = tmp_path / "cone"
+    small = ["system.steps=3", "system.render_size=16", "geometry.count=300", "geometry.scale=0.1", "geometry.opacity=0.5",
+             "texture.resolution=24", "texture.azimuths=4", "texture.elevations=[15.0]", "texture.render_size=16",
+             "texture.steps=5", "texture.level=0.3"]
+    assert cli.main(["generate", "a blue cone", "--method", "dreamgaussian", "--out", str(out), "--pretrained",
+                     tiny_folder, "--device", "cpu", "--set", *small]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["method"] == "dreamgaussian" and record["steps_done"] == 3 and record["mesh_note"] is None
+    mesh = trimesh.load(out / "mesh.glb", force="mesh")
+    assert len(mesh.faces) > 0 and mesh.is_watertight and len(mesh.split(only_watertight=False)) == 1

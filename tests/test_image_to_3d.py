@@ -117,6 +117,15 @@ def test_cli_generates_from_an_image(tiny, duck_png, tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "complete" and record["config"]["prompt"]["image"] == str(duck_png)
     assert record["pretrained"] == str(folder) and 0.0 <= record["r_precision"] <= 1.0
+    dreamgaussian = tmp_path / "duck-dg"  # a text method with an image variant takes --image: dreamgaussian-image
+    assert cli.main(["generate", "--image", str(duck_png), "--method", "dreamgaussian", "--out", str(dreamgaussian),
+                     "--pretrained", str(folder), "--device", "cpu", "--set", "system.steps=2", "system.render_size=16",
+                     "geometry.count=300", "geometry.scale=0.1", "geometry.opacity=0.5", "texture.resolution=24",
+                     "texture.azimuths=4", "texture.elevations=[15.0]", "texture.render_size=16", "texture.steps=5",
+                     "texture.level=0.3"]) == 0
+    record = json.loads((dreamgaussian / "run.json").read_text())
+    assert record["config"]["method"] == "dreamgaussian-image" and record["pretrained"] == str(folder)
+    assert (dreamgaussian / "mesh.glb").exists()
     assert cli.main(["generate", "--image", str(duck_png), "--method", "dreamfusion", "--out", str(tmp_path / "x")]) == 2
     assert cli.main(["generate", "--method", "zero123", "--out", str(tmp_path / "y")]) == 2
     assert cli.main(["generate", "--image", str(tmp_path / "missing.png"), "--method", "zero123", "--out",

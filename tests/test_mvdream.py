@@ -10,8 +10,8 @@ from diffusers.models.attention_processor import Attention
 from minidiff3d.cameras import Cameras, orbit_camera
 from minidiff3d.guidance import MultiViewDistillation, sds_weight
 from minidiff3d.metrics import view_consistency
-from minidiff3d.mvdream import (MultiViewAttnProcessor, guided_noise, joined_views, multiview_unet, port_cameras,
-                                relative_cameras, ring_azimuths, sample_views, set_views)
+from minidiff3d.mvdream import (MultiViewAttnProcessor, denoising_loss, guided_noise, joined_views, multiview_unet,
+                                port_cameras, relative_cameras, ring_azimuths, sample_views, set_views)
 from minidiff3d.priors import tiny_stable_diffusion
 from minidiff3d.priors.data import multiview_dataset
 from minidiff3d.priors.toy_mvdream import tiny_mvdream
@@ -272,3 +272,26 @@ def test_cli_runs_multiview_sds_on_a_checkpoint_in_the_released_layout(tmp_path)
     record = json.loads((out / "run.json").read_text())  # the released weights get their own cameras unasked
     assert record["status"] == "complete" and record["config"]["guidance"]["camera_convention"] == "mvdream"
     assert record["config"]["system"]["views_per_set"] == 4 and (out / "mesh.glb").exists()
+
+
+def test_denoising_loss_is_the_training_loss_and_sees_an_ablated_camera(tiny):
+    images = torch.rand(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cameras = relative_cameras(15.0, ring_azimuths(4).expand(2, 4))
+    losses = denoising_loss(tiny, images, ["a red duck", "a blue cone"], cameras, timesteps=(100, 700), seed=3)
+    with torch.no_grad():  # by hand: encode, noise, one pass with joint attention, MSE
+        latents = tiny.vae.encode(images.flatten(0, 1) * 2 - 1).latent_dist.mode() * tiny.vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(3))
+        text = tiny.encode_prompt(["a red duck"] * 4 + ["a blue cone"] * 4, "cpu", 1, False)[0]
+        set_views(tiny.unet, 4)
+        t = torch.full((8,), 700)
+        out = tiny.unet(tiny.scheduler.add_noise(latents, noise, t), t, text, class_labels=cameras.reshape(8, 16)).sample
+    assert set(losses) == {100, 700} and math.isclose(losses[700], (out - noise).pow(2).mean().item(), rel_tol=1e-5)
+    zeroed = denoising_loss(tiny, images, ["a red duck", "a blue cone"], torch.zeros_like(cameras), timesteps=(700,), seed=3)
+    assert zeroed[700] != losses[700]  # this camera MLP is not zero: taking the cameras away changes the loss
+    start = multiview_unet(tiny_stable_diffusion().unet)  # a zero camera MLP ignores its cameras exactly
+    pipe = copy.copy(tiny)
+    pipe.unet = start
+    a, b = (denoising_loss(pipe, images, ["a red duck", "a blue cone"], c, timesteps=(700,)) for c in (cameras, 0 * cameras))
+    assert a == b
+    with pytest.raises(ValueError, match="captions"):
+        denoising_loss(tiny, images, ["a red duck"], cameras)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler
 
 from ..cameras import Cameras
 from ..diffusion.sampling import CFG_FORMS, guided_epsilon
@@ -142,6 +143,32 @@ class ScoreDistillation:
         """The guided ε̂ ``[B,4,h,w]``, from one U-Net pass over the conditional and unconditional halves."""
         return guided_epsilon(self.pipe.unet, self.scheduler, noisy, t, cond, uncond, self.guidance_scale, self.cfg,
                               class_labels)
+
+    def guided_noise(self, noisy: torch.Tensor, t: torch.Tensor, conditions: dict) -> torch.Tensor:
+        """The guided ε̂ ``[B,4,h,w]`` at ``noisy`` under ``conditions`` (the guidance interface's dict): what
+        ``refine`` denoises with, and what an image-conditioned guidance overrides."""
+        cond, uncond = check_text_embeddings(text_condition(conditions), len(noisy))
+        return self.noise_prediction(noisy, t, cond.to(noisy.device), uncond.to(noisy.device))
+
+    @torch.no_grad()
+    def refine(self, images: torch.Tensor, conditions: dict, strength: float = 0.5, num_inference_steps: int = 20,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """SDEdit (Meng et al., 2022), as DreamGaussian refines its texture: ``images [B,3,H,W]`` in [0,1] noised to
+        ``strength`` of the diffusion and denoised back by DDIM under ``conditions``; returns ``[B,3,R,R]`` in [0,1] at
+        the prior's resolution. Small strengths keep the layout and sharpen the details."""
+        strength = check_fraction("strength", strength)
+        steps = check_positive_int("num_inference_steps", num_inference_steps)
+        latents = self.encode(images, generator)
+        scheduler = DDIMScheduler.from_config(self.scheduler.config, prediction_type="epsilon", clip_sample=False)
+        scheduler.set_timesteps(steps, device=latents.device)
+        timesteps = scheduler.timesteps[int(round(steps * (1 - strength))):]  # the last strength·steps of the schedule
+        if len(timesteps):
+            noise = torch.randn(latents.shape, generator=generator).to(latents)
+            latents = scheduler.add_noise(latents, noise, timesteps[:1].expand(len(latents)))
+        for t in timesteps:
+            latents = scheduler.step(self.guided_noise(latents, t.expand(len(latents)), conditions), t, latents).prev_sample
+        vae = self.pipe.vae
+        return ((vae.decode(latents / vae.config.scaling_factor).sample.float() + 1) / 2).clamp(0, 1)
 
     def loss(self, images: torch.Tensor, cameras: Cameras | None, conditions: dict, progress: float = 0.0,
              generator: torch.Generator | None = None) -> GuidanceOutput:

@@ -21,7 +21,7 @@ pruned Gaussian's moments go with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,8 @@ from ..splatting import composite, covariance_3d, project_gaussians, quaternion_
 from ..validation import check_fraction, check_positive, check_positive_int
 
 NAMES = ("means", "log_scales", "quaternions", "opacity_logits", "color_logits")
+# DreamGaussian's rates (means 1e-3, scales and rotations 5e-3, opacity 5e-2, colour 1e-2) over the run's 1e-2.
+LR_SCALES = {"means": 0.1, "log_scales": 0.5, "quaternions": 0.5, "opacity_logits": 5.0, "color_logits": 1.0}
 
 
 @dataclass
@@ -42,15 +44,23 @@ class GaussiansConfig:
     radius: float = 0.5
     scale: float = 0.01
     opacity: float = 0.1
+    lr_scales: dict[str, float] = field(default_factory=lambda: dict(LR_SCALES))  # each parameter's rate / the run's
 
     def __post_init__(self):
         check_positive_int("geometry.count", self.count)
         check_positive("geometry.radius", self.radius)
         check_positive("geometry.scale", self.scale)
         check_fraction("geometry.opacity", self.opacity)
+        if set(self.lr_scales) != set(NAMES):
+            raise ValueError(f"geometry.lr_scales: expected one rate for each of {', '.join(NAMES)}, "
+                             f"got {', '.join(self.lr_scales) or 'none'}")
+        for name, value in self.lr_scales.items():
+            check_positive(f"geometry.lr_scales.{name}", value)
 
     def build(self, generator: torch.Generator | None = None) -> "Gaussians":
-        return Gaussians.in_ball(self.count, self.radius, self.scale, self.opacity, generator)
+        gaussians = Gaussians.in_ball(self.count, self.radius, self.scale, self.opacity, generator)
+        gaussians.lr_scales = dict(self.lr_scales)
+        return gaussians
 
 
 class Gaussians(nn.Module):
@@ -63,6 +73,7 @@ class Gaussians(nn.Module):
         super().__init__()
         for name, value in zip(NAMES, (means, log_scales, quaternions, opacity_logits, color_logits)):
             setattr(self, name, nn.Parameter(value.detach().clone()))
+        self.lr_scales = dict(LR_SCALES)
         self.reset_statistics()
 
     @classmethod
@@ -94,6 +105,10 @@ class Gaussians(nn.Module):
     def colors(self) -> torch.Tensor:
         return torch.sigmoid(self.color_logits)
 
+    def parameter_groups(self) -> list[dict]:
+        """One optimiser group per kind of parameter, at ``lr_scales[name]`` times the run's rate (a system's optimiser)."""
+        return [{"params": [getattr(self, name)], "lr_scale": self.lr_scales[name]} for name in NAMES]
+
     def reset_statistics(self) -> None:
         """Forget the accumulated image-space gradients (after each densification)."""
         self.grad_sum = torch.zeros(len(self.means))
@@ -111,6 +126,40 @@ class Gaussians(nn.Module):
             self._mean2d.append(mean2d)
         return composite(mean2d, projected["cov2d"], projected["depth"], self.opacities, self.colors, height, width,
                          background)
+
+    @torch.no_grad()
+    def density_grid(self, resolution: int = 64, bounds=(-1.0, 1.0), cutoff: float = 3.0,
+                     max_pairs: int = 1 << 21) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussians as a field on the course's grid (``mesh.grid_points``): ``density [R,R,R]``, the sum of
+        opacity · exp(-½ dᵀΣ⁻¹d) over the Gaussians, and ``color [R,R,R,3]``, their colours weighted the same way.
+
+        Each Gaussian is evaluated only at the grid points within ``cutoff`` of its largest standard deviation
+        (DreamGaussian's block-wise culling, per Gaussian): pairs of (point, Gaussian), ``max_pairs`` at a time.
+        """
+        resolution = check_positive_int("resolution", resolution)
+        lo, hi = (float(b) for b in bounds)
+        cell = (hi - lo) / (resolution - 1)
+        means, inverse = self.means.detach(), torch.linalg.inv(covariance_3d(self.scales, self.rotations))
+        reach = cutoff * self.scales.max(-1).values[:, None]
+        low = torch.ceil((means - reach - lo) / cell).clamp(0, resolution - 1).long()
+        size = (torch.floor((means + reach - lo) / cell).clamp(-1, resolution - 1).long() - low + 1).clamp(min=0)
+        counts = size.prod(-1)
+        summed = torch.zeros(resolution ** 3, 4)
+        start = 0
+        while start < len(means):  # chunks of whole Gaussians, each with at most max_pairs points (or one Gaussian)
+            stop = start + max(1, int(torch.searchsorted(torch.cumsum(counts[start:], 0), max_pairs)))
+            gaussian = torch.repeat_interleave(torch.arange(start, stop), counts[start:stop])
+            local = torch.arange(len(gaussian)) - torch.repeat_interleave(torch.cumsum(counts[start:stop], 0)
+                                                                        - counts[start:stop], counts[start:stop])
+            sx, sy = size[gaussian, 0], size[gaussian, 1]
+            index = low[gaussian] + torch.stack([local % sx, local // sx % sy, local // (sx * sy)], -1)
+            d = lo + cell * index - means[gaussian]
+            weight = self.opacities[gaussian] * torch.exp(-0.5 * torch.einsum("pi,pij,pj->p", d, inverse[gaussian], d))
+            flat = (index[:, 0] * resolution + index[:, 1]) * resolution + index[:, 2]
+            summed.index_add_(0, flat, torch.cat([weight[:, None], weight[:, None] * self.colors[gaussian]], 1))
+            start = stop
+        density, color = summed[:, 0], summed[:, 1:] / summed[:, :1].clamp(min=1e-8)
+        return density.reshape((resolution,) * 3), color.reshape((resolution,) * 3 + (3,))
 
     @torch.no_grad()
     def accumulate(self) -> None:
@@ -167,10 +216,9 @@ def resize(model: Gaussians, optimizer: torch.optim.Optimizer, keep: torch.Tenso
         state = optimizer.state.pop(old, None)
         for group in optimizer.param_groups:
             group["params"] = [grown if p is old else p for p in group["params"]]
-        if state is not None:
-            for key in ("exp_avg", "exp_avg_sq"):
-                state[key] = torch.cat([state[key][keep], torch.zeros_like(new[name])])
-            optimizer.state[grown] = state
+        if state is not None:  # a new dict: the old one may be held by an optimizer.state_dict() taken before
+            optimizer.state[grown] = {**state, **{key: torch.cat([state[key][keep], torch.zeros_like(new[name])])
+                                                  for key in ("exp_avg", "exp_avg_sq")}}
         setattr(model, name, grown)
 
 

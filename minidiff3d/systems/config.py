@@ -29,9 +29,11 @@ from ..config import override, to_dict
 from ..guidance import MultiViewSDSConfig, PromptConfig, SDSConfig, VSDConfig
 from ..guidance.zero123 import ImagePromptConfig, Zero123SDSConfig
 from ..marcher import MarcherConfig
-from ..scene import BackgroundConfig, DensityFieldConfig, DMTetConfig, MaterialConfig, MeshRendererConfig
+from ..scene import (BackgroundConfig, DensityFieldConfig, DMTetConfig, GaussiansConfig, MaterialConfig, MeshRendererConfig,
+                     SplatRendererConfig)
 from ..toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, ELEVATION_RANGE
-from ..validation import check_choice, check_interval, check_non_negative, check_non_negative_int, check_positive, check_positive_int
+from ..validation import (check_choice, check_fraction, check_interval, check_non_negative, check_non_negative_int, check_positive,
+                          check_positive_int)
 
 
 @dataclass
@@ -263,15 +265,109 @@ def one2345() -> One2345Config:
                          guidance=RingConfig(), prompt=ImagePromptConfig())
 
 
+@dataclass
+class DensifyConfig:
+    """3DGS's adaptive density control during stage 1 (``Gaussians.densify``): every ``every`` updates from ``start``
+    to ``stop``, Gaussians whose mean image-space gradient (pixels) passes ``grad_threshold`` are cloned (if their
+    largest scale is at most ``percent_dense`` of ``extent``) or split, those fainter than ``min_opacity`` are pruned,
+    and no densification adds past ``max_count``."""
+
+    every: int = 50
+    start: int = 50
+    stop: int = 300
+    grad_threshold: float = 0.002
+    percent_dense: float = 0.01
+    extent: float = 2.0
+    min_opacity: float = 0.01
+    max_count: int = 20_000
+
+    def __post_init__(self):
+        for name in ("every", "max_count"):
+            check_positive_int(f"densify.{name}", getattr(self, name))
+        for name in ("start", "stop"):
+            check_non_negative(f"densify.{name}", getattr(self, name))
+        for name in ("grad_threshold", "extent"):
+            check_positive(f"densify.{name}", getattr(self, name))
+        check_fraction("densify.percent_dense", self.percent_dense)
+        check_fraction("densify.min_opacity", self.min_opacity)
+
+    def due(self, update: int) -> bool:
+        """Whether to densify after ``update`` (counted from 1)."""
+        return self.start <= update <= self.stop and update % self.every == 0
+
+
+@dataclass
+class TextureConfig:
+    """Stage 2: the density grid's ``resolution`` and the surface's density ``level``; the ring of cameras
+    (``azimuths`` evenly spaced at each of ``elevations``) whose stage-1 renders at ``render_size``, refined by SDEdit at
+    ``strength`` (``num_inference_steps`` DDIM steps over the whole schedule), are the targets; and the vertex
+    colours' fit to them, ``steps`` of Adam at ``lr`` on the colours' logits."""
+
+    resolution: int = 64
+    level: float = 0.1
+    elevations: tuple[float, ...] = (0.0, 30.0)
+    azimuths: int = 8
+    render_size: int = 64
+    strength: float = 0.3
+    num_inference_steps: int = 20
+    steps: int = 100
+    lr: float = 0.1
+
+    def __post_init__(self):
+        for name in ("resolution", "azimuths", "render_size", "num_inference_steps", "steps"):
+            check_positive_int(f"texture.{name}", getattr(self, name))
+        check_positive("texture.level", self.level)
+        check_fraction("texture.strength", self.strength)
+        check_positive("texture.lr", self.lr)
+        if not self.elevations:
+            raise ValueError("texture.elevations: expected at least one elevation, got ()")
+        for elevation in self.elevations:
+            check_interval("texture.elevations", (elevation, elevation), -90.0, 90.0)
+
+
+@dataclass
+class DreamGaussianConfig(RunConfig):
+    """A ``RunConfig`` whose geometry is ``Gaussians`` rendered by the splatter, with stage 1's ``densify`` and stage 2's
+    ``texture``."""
+
+    geometry: GaussiansConfig = field(default_factory=GaussiansConfig)
+    renderer: SplatRendererConfig = field(default_factory=SplatRendererConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+
+    def build(self, pipe):
+        """The two-stage run (a ``DreamGaussian``) on ``pipe``."""
+        from .dreamgaussian import DreamGaussian
+
+        return DreamGaussian.from_config(self, pipe)
+
+
+def dreamgaussian() -> DreamGaussianConfig:
+    """DreamGaussian on toy SD: Gaussians in a ball, unlit (their colours are what the prior sees), SDS at DreamFusion's
+    guidance and timestep schedule, densified every 50 updates; then the textured mesh."""
+    return DreamGaussianConfig("dreamgaussian", system=SystemConfig(steps=150, lr=0.05, lambda_sparsity=0.0),
+                               material=MaterialConfig(shading_probs={"albedo": 1.0}),
+                               guidance=SDSConfig(guidance_scale=7.5, t_range=(0.02, 0.98), t_range_end=(0.02, 0.6)),
+                               prompt=PromptConfig())
+
+
+def dreamgaussian_image() -> DreamGaussianConfig:
+    """DreamGaussian from one image on toy-zero123: stage 1 by Zero123-SDS with the reference view held (the
+    ``zero123`` preset's guidance and prompt), stage 2's targets refined by toy-zero123 itself."""
+    text = dreamgaussian()
+    return dataclasses.replace(text, method="dreamgaussian-image", guidance=zero123().guidance, prompt=ImagePromptConfig())
+
+
 class Preset(NamedTuple):
     """A method: a one-line ``description``, its ``config`` factory, the ``quick`` overrides of quick mode
     (``MINIDIFF3D_QUICK=1``: the step counts the chapter's quick run uses), and the shipped ``prior`` it distils
-    (``priors.load``'s name)."""
+    (``priors.load``'s name); a text method that also runs from an image names that preset (``image_method``)."""
 
     description: str
     config: Callable[[], RunConfig]
     quick: dict
     prior: str = "toy-sd"
+    image_method: str | None = None  # the same method from an image (``generate --image``), if it has one
 
 
 PRESETS: dict[str, Preset] = {
@@ -285,6 +381,13 @@ PRESETS: dict[str, Preset] = {
     "mvdream": Preset("MVDream-SDS: score distillation through the multi-view toy-mvdream, four views of the scene "
                       "denoised together with their cameras (no Janus faces)", mvdream,
                       {"system.steps": 60, "system.lr_end": None}, prior="toy-mvdream"),
+    "dreamgaussian": Preset("DreamGaussian: SDS into 3-D Gaussians with densification, rendered by the pure-PyTorch "
+                            "splatter, then a mesh from their density with its texture refined by SDEdit; writes a "
+                            "vertex-coloured GLB", dreamgaussian, {"system.steps": 100, "system.lr_end": None},
+                            image_method="dreamgaussian-image"),
+    "dreamgaussian-image": Preset("DreamGaussian from an image (--image): its stages on toy-zero123, Zero123-SDS with "
+                                  "the reference view, then the textured mesh", dreamgaussian_image,
+                                  {"system.steps": 100, "system.lr_end": None}, prior="toy-zero123"),
     "zero123": Preset("Zero123-SDS: image-to-3D, score distillation from the view-conditioned toy-zero123, with a "
                       "reference-view loss on the input image (--image)", zero123,
                       {"system.steps": 120, "system.lr_end": None}, prior="toy-zero123"),
@@ -314,6 +417,6 @@ def load_run_config(data: dict) -> RunConfig:
     return run_config(data["method"], overrides=rest)
 
 
-__all__ = ["CoarseToFineConfig", "FineStageConfig", "PRESETS", "Preset", "RunConfig", "SystemConfig", "dreamfusion",
+__all__ = ["CoarseToFineConfig", "DensifyConfig", "DreamGaussianConfig", "FineStageConfig", "TextureConfig", "dreamgaussian", "dreamgaussian_image", "PRESETS", "Preset", "RunConfig", "SystemConfig", "dreamfusion",
            "One2345Config", "RingConfig", "load_run_config", "magic3d", "mvdream", "one2345", "run_config", "to_dict", "vsd",
            "zero123"]

@@ -60,8 +60,12 @@ class System:
         # Every random number of a run comes from its own generator (the initial weights from its seed),
         # so the run is a function of the seed, whatever the caller draws before, during or after it.
         self.generator = torch.Generator().manual_seed(config.seed)
-        parameters = [*geometry.parameters(), *background.parameters()]
-        self.optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+        # A part may ask for its own rates (Gaussians': one per kind of parameter) as multiples of the run's.
+        groups = geometry.parameter_groups() if hasattr(geometry, "parameter_groups") else [{"params": [*geometry.parameters()]}]
+        groups = [{"lr_scale": 1.0, **group} for group in [*groups, {"params": [*background.parameters()]}]]
+        for group in groups:
+            group["lr"] = config.lr * group["lr_scale"]
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
         self.step_count = 0
         self.history: dict[str, list] = {"step": [], "loss": [], "shading": [], "seconds": []}
 
@@ -101,10 +105,11 @@ class System:
         return min(step / max(self.config.steps - 1, 1), 1.0)
 
     def schedule_learning_rate(self, done: float) -> None:
-        """Set the rate for ``done`` in [0,1] of ``config.steps``: a cosine from ``lr`` to ``lr_end`` (constant if None)."""
+        """Set the rate for ``done`` in [0,1] of ``config.steps``: a cosine from ``lr`` to ``lr_end`` (constant if None),
+        times each parameter group's ``lr_scale``."""
         if self.config.lr_end is not None:
             for group in self.optimizer.param_groups:
-                group["lr"] = cosine_decay(self.config.lr, self.config.lr_end, done)
+                group["lr"] = cosine_decay(self.config.lr, self.config.lr_end, done) * group.get("lr_scale", 1.0)
 
     def set_lights(self, cameras: Cameras) -> torch.Tensor:
         """``[B,3]`` light directions of a training step, drawn from the run's generator: one per set of
