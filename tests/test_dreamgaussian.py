@@ -82,15 +82,17 @@ def test_the_mesh_is_the_largest_watertight_piece_coloured_by_its_gaussians():
 
 # SDEdit.
 
-def test_refine_is_diffusers_img2img_with_the_same_noise(tiny_pipe):
+@pytest.mark.parametrize("strength,steps", [(0.5, 10), (0.75, 10), (0.33, 20)])  # strength·steps whole, and not
+def test_refine_is_diffusers_img2img_with_the_same_noise(tiny_pipe, strength, steps):
     guidance = SDSConfig(guidance_scale=5.0).build(tiny_pipe)
     cond, uncond = tiny_pipe.encode_prompt(["a red duck", "a blue cone"], "cpu", 1, True, ["", ""])
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    ours = guidance.refine(images, {"text": (cond, uncond)}, strength=0.5, num_inference_steps=10,
+    ours = guidance.refine(images, {"text": (cond, uncond)}, strength=strength, num_inference_steps=steps,
                            generator=torch.Generator().manual_seed(7))
     img2img = StableDiffusionImg2ImgPipeline(**tiny_pipe.components)
-    theirs = img2img(prompt_embeds=cond, negative_prompt_embeds=uncond, image=images, strength=0.5, num_inference_steps=10,
-                     guidance_scale=5.0, generator=torch.Generator().manual_seed(7), output_type="pt").images
+    theirs = img2img(prompt_embeds=cond, negative_prompt_embeds=uncond, image=images, strength=strength,
+                     num_inference_steps=steps, guidance_scale=5.0, generator=torch.Generator().manual_seed(7),
+                     output_type="pt").images
     assert ours.shape == (2, 3, 32, 32) and torch.allclose(ours, theirs, atol=1e-4)
 
 

@@ -6,11 +6,13 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from minidiff3d import splatting
 from minidiff3d.cameras import get_rays, look_at, orbit_camera
-from minidiff3d.exercises import ch03, ch04, ch08, check, exercises, get_exercise, verify
+from minidiff3d.exercises import ch03, ch04, ch08, ch11, check, exercises, get_exercise, verify
 from minidiff3d.guidance import MultiViewDistillation, ScoreDistillation
 from minidiff3d.priors import tiny_stable_diffusion
 from minidiff3d.priors.toy_mvdream import tiny_mvdream
+from minidiff3d.scene.gaussians import Gaussians
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("build_exercises", ROOT / "scripts" / "build_exercises.py")
@@ -299,3 +301,142 @@ def test_chapter_08_set_timesteps_is_multiview_sds_draw():
         low, high = guidance.timestep_bounds(progress)
         assert torch.equal(ch08.set_timesteps(3, 4, low, high, torch.Generator().manual_seed(seed)), t)
         assert (t.reshape(3, 4) == t.reshape(3, 4)[:, :1]).all()
+
+
+# Chapter 11: DreamGaussian. Each mistake below is one the exercise's markdown warns of; its hint must name it.
+
+def _xyzw(quaternions):  # (x, y, z, w) read where (w, x, y, z) is given
+    x, y, z, w = quaternions.unbind(-1)
+    return splatting.quaternion_to_rotation(torch.stack([w, x, y, z], -1))
+
+
+def _not_a_rotation(quaternions):  # the diagonal without its factor 2
+    r = splatting.quaternion_to_rotation(quaternions)
+    w, x, y, z = quaternions.unbind(-1)
+    return r + torch.diag_embed(torch.stack([y * y + z * z, x * x + z * z, x * x + y * y], -1))
+
+
+def _ewa(means, covariances, c2w, height, width, focal, rotation=None, v_sign=-1.0, dilation=0.3, depth_column=1.0,
+         translate=True, centre=True):
+    """The projection as a learner writes it, with one of its parts changed."""
+    rotation = c2w[:3, :3].T if rotation is None else rotation
+    t = (means - c2w[:3, 3] * translate) @ rotation.T
+    x, y, d = t[:, 0], t[:, 1], -t[:, 2]
+    mean2d = torch.stack([width / 2 * centre + focal * x / d, height / 2 * centre + v_sign * focal * y / d], -1)
+    zero = torch.zeros_like(d)
+    jacobian = torch.stack([focal / d, zero, depth_column * focal * x / d**2,
+                            zero, v_sign * focal / d, depth_column * v_sign * focal * y / d**2], -1).reshape(-1, 2, 3)
+    m = jacobian @ rotation
+    return mean2d, m @ covariances @ m.mT + dilation * torch.eye(2)
+
+
+def _ewa_with(**change):
+    def wrong(means, covariances, c2w, height, width, focal):
+        return _ewa(means, covariances, c2w, height, width, focal, **change)
+    return wrong
+
+
+def _c2w_rotation(means, covariances, c2w, height, width, focal):  # W = c2w[:3, :3], not its transpose
+    return _ewa(means, covariances, c2w, height, width, focal, rotation=c2w[:3, :3])
+
+
+def _v_row_flipped(means, covariances, c2w, height, width, focal):  # J's v row (0, f/d, f y/d²), the mean right
+    mean2d, _ = _ewa(means, covariances, c2w, height, width, focal)
+    return mean2d, _ewa(means, covariances, c2w, height, width, focal, v_sign=1.0)[1]
+
+
+def _v_up(means, covariances, c2w, height, width, focal):  # mean2d's v = H/2 + f y/d, the covariance right
+    mean2d, _ = _ewa(means, covariances, c2w, height, width, focal, v_sign=1.0)
+    return mean2d, _ewa(means, covariances, c2w, height, width, focal)[1]
+
+
+def _weights(alphas, cap=True, cutoff=True, stop=True, inclusive=False):
+    alphas = alphas.clamp(max=0.99) if cap else alphas
+    alphas = torch.where(alphas >= 1 / 255, alphas, 0.0) if cutoff else alphas
+    through = torch.cumprod(1 - alphas, 0)
+    transmittance = through if inclusive else torch.cat([torch.ones(1), through[:-1]])
+    return alphas * transmittance * ((transmittance > 1e-4) if stop else 1)
+
+
+def _masks(hot, small):
+    return hot & small, hot & ~small
+
+
+@pytest.mark.parametrize("name, wrong, hint", [
+    pytest.param("quaternion_to_rotation", _xyzw, "read as (x, y, z, w)", id="xyzw"),
+    pytest.param("quaternion_to_rotation", lambda quaternions: splatting.quaternion_to_rotation(quaternions).mT,
+                 "that is the transpose", id="transposed"),
+    pytest.param("quaternion_to_rotation", _not_a_rotation, "the result is not a rotation", id="not-a-rotation"),
+    pytest.param("quaternion_to_rotation", lambda quaternions: splatting.quaternion_to_rotation(quaternions).flatten(1),
+                 "one 3x3 matrix per quaternion", id="flat"),
+    pytest.param("project_gaussians", _ewa_with(dilation=0.0), "the 0.3 px² dilation is missing", id="no-dilation"),
+    pytest.param("project_gaussians", _ewa_with(dilation=0.09), "not squared", id="dilation-squared"),
+    pytest.param("project_gaussians", _c2w_rotation, "the world-to-camera rotation is its inverse", id="c2w-rotation"),
+    pytest.param("project_gaussians", _v_row_flipped, "the v row has the wrong sign", id="v-row"),
+    pytest.param("project_gaussians", _ewa_with(depth_column=0.0), "the Jacobian's third column is missing",
+                 id="no-depth-column"),
+    pytest.param("project_gaussians", _ewa_with(translate=False), "subtract the camera's position", id="untranslated"),
+    pytest.param("project_gaussians", _v_up, "mean2d's v is upside down", id="mean-v-up"),
+    pytest.param("project_gaussians", _ewa_with(centre=False), "add (W/2, H/2)", id="mean-not-centred"),
+    pytest.param("project_gaussians", lambda **kwargs: _ewa(**kwargs)[1], "return two tensors", id="cov-only"),
+    pytest.param("splat_weights", lambda alphas: _weights(alphas, inclusive=True), "an exclusive cumulative product",
+                 id="inclusive"),
+    pytest.param("splat_weights", lambda alphas: _weights(alphas.flip(0)).flip(0), "that is back to front",
+                 id="back-to-front"),
+    pytest.param("splat_weights", lambda alphas: _weights(alphas, cap=False), "α is capped at 0.99", id="no-cap"),
+    pytest.param("splat_weights", lambda alphas: _weights(alphas, cutoff=False), "α < 1/255 contributes nothing",
+                 id="no-cutoff"),
+    pytest.param("splat_weights", lambda alphas: _weights(alphas, stop=False), "3DGS's early stop", id="no-stop"),
+    pytest.param("splat_weights", lambda alphas: _weights(alphas[alphas >= 1 / 255]), "it is not removed",
+                 id="faint-removed"),
+    pytest.param("densify_masks", lambda scales, grad, grad_threshold, extent, percent_dense: _masks(
+        grad >= grad_threshold, scales.mean(-1) <= percent_dense * extent), "its *largest* scale", id="mean-scale"),
+    pytest.param("densify_masks", lambda scales, grad, grad_threshold, extent, percent_dense: _masks(
+        grad > grad_threshold, scales.max(-1).values <= percent_dense * extent), "grad ≥ grad_threshold",
+                 id="grad-strict"),
+    pytest.param("densify_masks", lambda scales, grad, grad_threshold, extent, percent_dense: _masks(
+        grad >= grad_threshold, scales.max(-1).values < percent_dense * extent), "≤, not <", id="scale-strict"),
+    pytest.param("densify_masks", lambda scales, grad, grad_threshold, extent, percent_dense: _masks(
+        grad >= grad_threshold, scales.max(-1).values <= percent_dense), "percent_dense · extent", id="no-extent"),
+    pytest.param("densify_masks", lambda scales, grad, grad_threshold, extent, percent_dense: _masks(
+        grad >= grad_threshold, scales.max(-1).values <= percent_dense * extent)[::-1], "clone and split are swapped",
+                 id="swapped"),
+    pytest.param("densify_masks", lambda scales, grad, grad_threshold, extent, percent_dense: (
+        (grad >= grad_threshold) & (scales.max(-1).values <= percent_dense * extent),
+        scales.max(-1).values > percent_dense * extent), "only hot Gaussians are split", id="split-cold"),
+    pytest.param("densify_masks", lambda scales, grad, grad_threshold, extent, percent_dense: (
+        grad >= grad_threshold, (grad >= grad_threshold) & (scales.max(-1).values > percent_dense * extent)),
+                 "cloned or split, never both", id="clone-all-hot"),
+])
+def test_wrong_answers_to_chapter_11_get_their_hint(name, wrong, hint):
+    result = verify(name, wrong)
+    assert result.status == "failed" and hint in result.message, result.message
+
+
+def test_chapter_11_splat_weights_are_what_composite_renders():
+    g = torch.Generator().manual_seed(0)
+    alphas = torch.cat([torch.rand(12, generator=g), torch.tensor([0.002, 1.0, 0.995, 0.5])])
+    colors, background = torch.rand(len(alphas), 3, generator=g), torch.rand(3, generator=g)
+    rgb = splatting.composite(torch.full((len(alphas), 2), 0.5), torch.eye(2).expand(len(alphas), 2, 2),
+                              torch.arange(1.0, len(alphas) + 1), alphas, colors, 1, 1, background)["rgb"]
+    weights = ch11.splat_weights(alphas)
+    torch.testing.assert_close(rgb.reshape(3), weights @ colors + (1 - weights.sum()) * background)
+    torch.testing.assert_close(weights, _weights(alphas), rtol=1e-5, atol=1e-8)  # the rules, written out by hand
+    with pytest.raises(ValueError, match="alphas: expected values in"):
+        ch11.splat_weights(torch.tensor([0.5, 1.5]))
+
+
+def test_chapter_11_densify_masks_are_what_densify_does():
+    scales = torch.tensor([[0.01] * 3, [0.1, 0.01, 0.01], [0.01] * 3, [0.1] * 3, [0.02] * 3])
+    grad = torch.tensor([0.02, 0.02, 0.001, 0.001, 0.05])
+    clone, split = ch11.densify_masks(scales, grad, 0.01, 2.0, 0.01)  # small: largest scale ≤ 0.02
+    assert clone.tolist() == [True, False, False, False, True] and split.tolist() == [False, True, False, False, False]
+    model = Gaussians(torch.zeros(5, 3), scales.log(), torch.tensor([1.0, 0, 0, 0]).expand(5, 4), torch.zeros(5),
+                      torch.zeros(5, 3))
+    model.grad_sum, model.seen = grad.clone(), torch.ones(5)
+    counts = model.densify(torch.optim.Adam(model.parameters()), 0.01, 2.0, 0.01)
+    assert (counts["cloned"], counts["split"], len(model)) == (2, 1, 5 + 2 + 1)
+    with pytest.raises(ValueError, match="grad: expected shape"):
+        ch11.densify_masks(scales, grad[:3], 0.01, 2.0, 0.01)
+    with pytest.raises(ValueError, match="covariances: expected shape"):
+        ch11.project_gaussians(torch.zeros(2, 3), torch.eye(3).expand(3, 3, 3), torch.eye(4), 8, 8, 10.0)

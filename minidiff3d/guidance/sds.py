@@ -161,7 +161,7 @@ class ScoreDistillation:
         latents = self.encode(images, generator)
         scheduler = DDIMScheduler.from_config(self.scheduler.config, prediction_type="epsilon", clip_sample=False)
         scheduler.set_timesteps(steps, device=latents.device)
-        timesteps = scheduler.timesteps[int(round(steps * (1 - strength))):]  # the last strength·steps of the schedule
+        timesteps = scheduler.timesteps[steps - int(steps * strength):]  # the last strength·steps, rounded down as img2img
         if len(timesteps):
             noise = torch.randn(latents.shape, generator=generator).to(latents)
             latents = scheduler.add_noise(latents, noise, timesteps[:1].expand(len(latents)))
