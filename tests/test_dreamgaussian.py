@@ -13,7 +13,7 @@ from minidiff3d.guidance import SDSConfig
 from minidiff3d.mesh import grid_points
 from minidiff3d.priors import tiny_stable_diffusion
 from minidiff3d.scene.gaussians import LR_SCALES, Gaussians, GaussiansConfig
-from minidiff3d.systems import DensifyConfig, DreamGaussian, GaussianSystem, gaussians_mesh, run_config
+from minidiff3d.systems import DensifyConfig, DreamGaussian, GaussianSystem, fit_parallel, gaussians_mesh, run_config
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +175,17 @@ def test_dreamgaussian_runs_both_stages_and_writes_a_glb_in_one_watertight_piece
 def test_render_mesh_before_stage_two_says_so(tiny_pipe):
     with pytest.raises(ValueError, match="stage 2"):
         small(**{"system.steps": 2}).build(tiny_pipe).render_mesh(15.0, 0.0)
+
+
+def test_a_finished_run_hands_its_mesh_on_through_its_state_and_fit_parallel(tiny_pipe):
+    config = small(**{"system.steps": 2, "geometry.scale": 0.1, "geometry.opacity": 0.5, "texture.level": 0.3})
+    run = config.build(tiny_pipe)
+    run.fit(show_progress=False)
+    again = config.build(tiny_pipe)
+    again.load_state_dict(copy.deepcopy(run.state_dict()))
+    assert again.mesh is not None and again.texture_history == run.texture_history
+    assert torch.equal(again.render_mesh(15.0, 40.0, size=16), run.render_mesh(15.0, 40.0, size=16))
+    fitted = fit_parallel([config, small(**{"system.steps": 2, "system.seed": 1, "geometry.scale": 0.1,
+                                            "geometry.opacity": 0.5, "texture.level": 0.3})], tiny_pipe, workers=2)
+    assert torch.allclose(fitted[0].render_mesh(15.0, 40.0, size=16), run.render_mesh(15.0, 40.0, size=16), atol=1e-5)
+    assert fitted[1].mesh is not None and fitted[1].texture_history["loss"]

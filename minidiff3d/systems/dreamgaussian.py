@@ -157,13 +157,14 @@ class DreamGaussian:
         logits = torch.logit(start.clamp(0.01, 0.99)).requires_grad_(True)
         clip = raster.project(vertices, cameras.c2w.cpu(), size, size, cameras.focal(size))
         surface = raster.rasterize(clip, faces, size, size)  # the geometry is fixed: rasterized once, for every step
-        covered = (surface["triangle_id"] >= 0)[..., None]
+        # Only the pixels the mesh covers depend on its colours, and the silhouette is fixed: no antialiasing (which
+        # would cost ten times the rest of a step), the loss over covered pixels alone.
+        covered = surface["triangle_id"] >= 0
         optimizer = torch.optim.Adam([logits], lr=config.lr)
-        white, goal = torch.ones(3), targets.cpu().permute(0, 2, 3, 1)
+        goal = targets.cpu().permute(0, 2, 3, 1)[covered]
         losses = []
         for _ in range(config.steps):
-            image = torch.where(covered, raster.interpolate(torch.sigmoid(logits), surface, faces), white)
-            loss = F.mse_loss(raster.antialias(image, surface, clip, faces), goal)
+            loss = F.mse_loss(raster.interpolate(torch.sigmoid(logits), surface, faces)[covered], goal)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -204,12 +205,21 @@ class DreamGaussian:
         return self.mesh
 
     def state_dict(self) -> dict:
-        return {"gaussians": self.gaussians.state_dict()}
+        """Stage 1's state, and stage 2's textured mesh and log once it has run."""
+        mesh = None if self.mesh is None else {"vertices": np.asarray(self.mesh.vertices), "faces": np.asarray(self.mesh.faces),
+                                               "vertex_colors": np.asarray(self.mesh.visual.vertex_colors),
+                                               "pieces": self.mesh.metadata["pieces"], "targets": self.targets}
+        return {"gaussians": self.gaussians.state_dict(), "mesh": mesh, "texture_history": self.texture_history}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue stage 1 from ``state_dict()``; stage 2 runs again when ``fit`` reaches it."""
+        """Continue from ``state_dict()``: stage 1 where it stood, stage 2's mesh if it had run."""
         self.gaussians.load_state_dict(state["gaussians"])
-        self.mesh = None
+        self.mesh, self.texture_history = None, state["texture_history"]
+        saved = state["mesh"]
+        if saved is not None:
+            self.mesh = trimesh.Trimesh(saved["vertices"], saved["faces"], vertex_colors=saved["vertex_colors"],
+                                        process=False)
+            self.mesh.metadata["pieces"], self.targets = saved["pieces"], saved["targets"]
 
     def close(self) -> None:
         self.gaussians.close()
