@@ -211,7 +211,8 @@ def mvdream() -> RunConfig:
     through the multi-view U-Net, under the plain prompt (the cameras say which side each view is).
 
     DreamFusion's 600 steps: on the yellow duck, 200 and 400 steps (and 300 at a constant rate) left a blob where
-    600 made a duck; the same is true of DreamFusion itself at 200. Four views a step cost 3.6x its step.
+    600 made a duck; the same is true of DreamFusion itself at 200. Four views a step cost 3.9x its step
+    (``benchmarks/guidance_steps.py``).
     """
     return RunConfig("mvdream", system=SystemConfig(steps=600, batch_size=4, views_per_set=4),
                      guidance=MultiViewSDSConfig(guidance_scale=7.5, t_range=(0.02, 0.98), t_range_end=(0.02, 0.6)),
