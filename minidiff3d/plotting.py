@@ -206,10 +206,13 @@ def _draw_trace(ax, trace, light: np.ndarray) -> None:
             ax.plot(x, y, z, color=_mpl_colour(trace.line.color, "C0"), linewidth=(trace.line.width or 2) / 2)
         if "markers" in mode:
             colour = trace.marker.color
-            numeric = colour is not None and not isinstance(colour, str) and np.issubdtype(np.asarray(colour).dtype, np.number)
-            ax.scatter(x, y, z, s=(trace.marker.size or 3) ** 2 / 2, depthshade=False, linewidths=0,
-                       c=np.asarray(colour) if numeric else None, cmap="viridis" if numeric else None,
-                       color=None if numeric else _mpl_colour(colour, "C0"))
+            if colour is None or isinstance(colour, str):
+                style = dict(color=_mpl_colour(colour, "C0"))
+            elif np.issubdtype(np.asarray(colour).dtype, np.number):  # values to colour-map
+                style = dict(c=np.asarray(colour), cmap="viridis")
+            else:  # one plotly colour per point
+                style = dict(color=[_mpl_colour(str(c)) for c in colour])
+            ax.scatter(x, y, z, s=(trace.marker.size or 3) ** 2 / 2, depthshade=False, linewidths=0, **style)
     elif trace.type == "mesh3d":
         from matplotlib.colors import to_rgb
         from mpl_toolkits.mplot3d.art3d import Poly3DCollection

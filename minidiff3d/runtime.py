@@ -120,7 +120,7 @@ def assert_bar(name: str, value: float, bar: float, higher_is_better: bool = Tru
     With ``MINIDIFF3D_RESULTS`` set to a file path, one JSON line per result is appended
     there; ``scripts/run_chapters.py`` gathers them into the course's summary table.
     """
-    value = float(value)
+    value, bar = float(value), float(bar)  # numpy scalars would make a numpy bool, which JSON cannot hold
     passed = value >= bar if higher_is_better else value <= bar
     line = f"{name}: {value:.{digits}g} (bar: {'≥' if higher_is_better else '≤'} {bar:g}) {'✔' if passed else '✘'}"
     print(line)

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +39,7 @@ def test_assert_bar_logs_and_fails_below_bar(tmp_path, monkeypatch, capsys):
     minidiff3d.assert_bar("psnr", 30.0, bar=28.0)
     with pytest.raises(AssertionError, match="error"):
         minidiff3d.assert_bar("error", 0.5, bar=0.1, higher_is_better=False)
+    minidiff3d.assert_bar("mean", np.float64(0.9), bar=np.float64(0.7))  # numpy scalars log as plain JSON too
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(r["name"], r["passed"]) for r in rows] == [("psnr", True), ("error", False)]
+    assert [(r["name"], r["passed"]) for r in rows] == [("psnr", True), ("error", False), ("mean", True)]
     assert "psnr: 30 (bar: ≥ 28) ✔" in capsys.readouterr().out

@@ -280,7 +280,7 @@ class DensifyConfig:
     percent_dense: float = 0.01
     extent: float = 2.0
     min_opacity: float = 0.01
-    max_count: int = 20_000
+    max_count: int = 8000
 
     def __post_init__(self):
         for name in ("every", "max_count"):
