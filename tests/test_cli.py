@@ -140,7 +140,9 @@ def test_quick_mode_takes_the_chapters_quick_step_counts(monkeypatch, tmp_path):
 
 def test_methods_and_doctor_answer():
     listed = subprocess.run([sys.executable, "-m", "minidiff3d", "methods"], capture_output=True, text=True, check=True)
-    assert listed.stdout.startswith("dreamfusion  DreamFusion: score distillation")
+    first = listed.stdout.splitlines()[0].split(maxsplit=1)  # names padded to the longest
+    assert first[0] == "dreamfusion" and first[1].startswith("DreamFusion: score distillation")
+    assert "dreamgaussian-image" in listed.stdout
     doctor = subprocess.run([sys.executable, "-m", "minidiff3d", "doctor"], capture_output=True, text=True)
     assert doctor.returncode == 0, doctor.stderr
     assert "shipped assets:" in doctor.stdout and "match the manifest's sha256" in doctor.stdout
