@@ -56,7 +56,7 @@ import torch
 import minidiff3d
 from minidiff3d.config import parse_assignment
 from minidiff3d.images import to_channels_first
-from minidiff3d.metrics import clip_diversity, janus_rate, laplacian_energy, saturation
+from minidiff3d.metrics import clip_diversity, janus_rate, laplacian_energy, r_precision, saturation
 from minidiff3d.priors import load, object_captions
 from minidiff3d.runtime import describe_machine
 from minidiff3d.systems import PRESETS, CoarseToFine, System, back_view, fit_parallel, orbit_r_precision, run_config
@@ -97,10 +97,14 @@ def mesh_stats(run, min_piece: float = 0.05) -> dict | None:
 
 def evaluate(run, prompt: str, candidates: list[str], clip) -> dict:
     """R-precision, saturation and sharpness of the eight lit views, the mesh's statistics, and the front view."""
-    views = run.render(torch.full((8,), EVAL_ELEVATION), torch.arange(8) * 45.0, size=64, shading="lambertian")["rgb"]
-    return dict(r_precision=orbit_r_precision(run, prompt, candidates, clip), saturation=round(saturation(views), 4),
-                sharpness=round(laplacian_energy(views), 5), mesh=mesh_stats(run),
-                front=as_stored(run.render(EVAL_ELEVATION, FRONT_AZIMUTH, size=64, shading="lambertian")["rgb"]))
+    ring = torch.full((8,), EVAL_ELEVATION), torch.arange(8) * 45.0
+    views = run.render(*ring, size=64, shading="lambertian")["rgb"]
+    scores = dict(r_precision=orbit_r_precision(run, prompt, candidates, clip), saturation=round(saturation(views), 4),
+                  sharpness=round(laplacian_energy(views), 5), mesh=mesh_stats(run),
+                  front=as_stored(run.render(EVAL_ELEVATION, FRONT_AZIMUTH, size=64, shading="lambertian")["rgb"]))
+    if hasattr(run, "render_mesh"):  # a textured mesh of its own (DreamGaussian's stage 2): scored as well
+        scores["mesh_r_precision"] = r_precision(run.render_mesh(*ring, size=64), [prompt] * 8, candidates, clip)
+    return scores
 
 
 def fit_scored(run, score, eval_every: int | None = None) -> dict:

@@ -246,3 +246,15 @@ def test_a_janus_sweep_skips_the_runs_it_is_handed(tiny_pipe, monkeypatch):
     records = sweep_script.janus_sweep(["a pink mug"], [0], {"system.steps": 2, **SMALL}, ("dreamfusion",),
                                        {"dreamfusion": tiny_pipe}, clip=object(), done=done)
     assert records[0] == done[0] and [(r["view_dependent"], r["janus"]) for r in records[1:]] == [(False, False)]
+
+
+def test_a_dreamgaussian_sweep_scores_its_textured_mesh_too(tiny_pipe, monkeypatch):
+    monkeypatch.setattr(sweep_script, "orbit_r_precision", lambda run, prompt, candidates, clip: 0.5)
+    seen = []
+    monkeypatch.setattr(sweep_script, "r_precision", lambda views, prompts, candidates, clip: seen.append(views.shape) or 1.0)
+    overrides = {"system.steps": 2, "system.render_size": 16, "geometry.count": 300, "geometry.scale": 0.1,
+                 "geometry.opacity": 0.5, "texture.resolution": 24, "texture.azimuths": 4, "texture.elevations": [15.0],
+                 "texture.render_size": 16, "texture.steps": 5, "texture.level": 0.3}
+    [record] = sweep_script.sweep(["a red torus"], [0], overrides, "dreamgaussian", pipe=tiny_pipe, clip=object())
+    assert record["r_precision"] == 0.5 and record["mesh_r_precision"] == 1.0 and seen == [(8, 3, 64, 64)]
+    assert record["mesh"]["pieces"] == 1 and record["mesh"]["watertight"]
