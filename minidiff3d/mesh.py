@@ -101,6 +101,20 @@ def meshes_from_sdf_grids(grids, level: float = 0.0, bounds=(-1.0, 1.0), **optio
             for grid in grids[:, 0].detach().cpu()]
 
 
+def rgba(colors) -> np.ndarray:
+    """Vertex colours ``[V,3]`` in [0,1] (array or tensor) as a mesh stores them: ``[V,4]`` uint8, opaque."""
+    rgb = (np.clip(np.asarray(colors, dtype=np.float64), 0, 1) * 255).round()
+    return np.concatenate([rgb, np.full((len(rgb), 1), 255)], 1).astype(np.uint8)
+
+
+def mesh_tensors(mesh: trimesh.Trimesh) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A vertex-coloured mesh as the rasterizer takes it: ``vertices [V,3]``, ``faces [F,3]`` and ``colors [V,3]`` in
+    [0,1]."""
+    return (torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32),
+            torch.as_tensor(np.asarray(mesh.faces), dtype=torch.long),
+            torch.as_tensor(mesh.visual.vertex_colors[:, :3] / 255.0, dtype=torch.float32))
+
+
 def export_mesh(mesh: trimesh.Trimesh, path) -> Path:
     """Write ``mesh`` as .obj, .ply, .glb, .stl or .off (chosen by the suffix); returns the path."""
     path = Path(path)

@@ -219,6 +219,14 @@ def mvdream() -> RunConfig:
                      prompt=PromptConfig(view_dependent=False))
 
 
+def check_elevations(name: str, elevations) -> None:
+    """A ring's elevations: at least one, each in [-90, 90] degrees."""
+    if not elevations:
+        raise ValueError(f"{name}: expected at least one elevation, got ()")
+    for elevation in elevations:
+        check_interval(name, (elevation, elevation), -90.0, 90.0)
+
+
 @dataclass
 class RingConfig:
     """One-2-3-45's views sampled from the prior: ``azimuths`` evenly spaced turns (from the input's azimuth) at each
@@ -234,10 +242,7 @@ class RingConfig:
         check_positive_int("guidance.azimuths", self.azimuths)
         check_positive_int("guidance.num_inference_steps", self.num_inference_steps)
         check_non_negative("guidance.guidance_scale", self.guidance_scale)
-        if not self.elevations:
-            raise ValueError("guidance.elevations: expected at least one elevation, got ()")
-        for elevation in self.elevations:
-            check_interval("guidance.elevations", (elevation, elevation), -90.0, 90.0)
+        check_elevations("guidance.elevations", self.elevations)
 
     def build(self, model):
         """The sampler (``one2345.ViewRing``) on ``model``, a ``zero123.Zero123``."""
@@ -320,10 +325,7 @@ class TextureConfig:
         check_positive("texture.level", self.level)
         check_fraction("texture.strength", self.strength)
         check_positive("texture.lr", self.lr)
-        if not self.elevations:
-            raise ValueError("texture.elevations: expected at least one elevation, got ()")
-        for elevation in self.elevations:
-            check_interval("texture.elevations", (elevation, elevation), -90.0, 90.0)
+        check_elevations("texture.elevations", self.elevations)
 
 
 @dataclass

@@ -21,7 +21,8 @@ import trimesh
 
 from .. import raster
 from ..cameras import Cameras
-from ..mesh import extract_mesh
+from ..mesh import extract_mesh, mesh_tensors, rgba
+from ..scene.gaussians import NAMES, resize
 from ..scene.mesh_renderer import render_vertex_colors
 from .config import DensifyConfig, DreamGaussianConfig, SystemConfig, TextureConfig
 from .system import System
@@ -36,6 +37,13 @@ class GaussianSystem(System):
         self.densify = densify or DensifyConfig()
         self.updates = 0
         self.history.setdefault("gaussians", [])
+
+    @classmethod
+    def from_config(cls, config: DreamGaussianConfig, pipe) -> "GaussianSystem":
+        """Every part built as ``System.from_config`` builds them, densified as ``config.densify`` says."""
+        system = super().from_config(config, pipe)
+        system.densify = config.densify
+        return system
 
     def _descend(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -57,8 +65,6 @@ class GaussianSystem(System):
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``, however many Gaussians it holds."""
-        from ..scene.gaussians import NAMES, resize
-
         saved = {name: state["geometry"][name] for name in NAMES}
         resize(self.geometry, self.optimizer, torch.zeros(0, dtype=torch.long), saved)  # the saved count, then the values
         self.geometry.reset_statistics()
@@ -76,7 +82,7 @@ class GaussianSystem(System):
 
 
 @torch.no_grad()
-def gaussians_mesh(gaussians, resolution: int = 64, level: float = 0.5) -> trimesh.Trimesh:
+def gaussians_mesh(gaussians, resolution: int = 64, level: float = 0.1) -> trimesh.Trimesh:
     """The surface where the Gaussians' density (``density_grid``) crosses ``level``, interior cavities filled, as one
     watertight piece (the largest; the others are floaters), vertex-coloured by the density-weighted colour grid."""
     density, color = gaussians.density_grid(resolution)
@@ -87,7 +93,7 @@ def gaussians_mesh(gaussians, resolution: int = 64, level: float = 0.5) -> trime
     # Trilinear colour at each vertex: grid_sample's (x, y, z) indexes the last, middle and first axis.
     where = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32).flip(-1).view(1, -1, 1, 1, 3)
     rgb = F.grid_sample(color.permute(3, 0, 1, 2)[None], where, align_corners=True)[0, :, :, 0, 0].T.clamp(0, 1)
-    mesh.visual.vertex_colors = np.concatenate([(rgb.numpy() * 255).round(), np.full((len(rgb), 1), 255)], 1).astype(np.uint8)
+    mesh.visual.vertex_colors = rgba(rgb)
     return mesh
 
 
@@ -114,10 +120,7 @@ class DreamGaussian:
         if not isinstance(config, DreamGaussianConfig):
             raise TypeError(f"config: expected a DreamGaussianConfig (systems.run_config('dreamgaussian')), "
                             f"got {type(config).__name__}")
-        plain = System.from_config(config, pipe)  # every part built as any system builds them, then re-housed
-        system = GaussianSystem(plain.geometry, plain.material, plain.background, plain.renderer, plain.guidance,
-                                plain.prompt, config.system, plain.device, config, densify=config.densify)
-        return cls(system, config.texture, config)
+        return cls(GaussianSystem.from_config(config, pipe), config.texture, config)
 
     config = property(lambda self: self.gaussians.config)
     total_steps = property(lambda self: self.gaussians.total_steps)
@@ -151,9 +154,7 @@ class DreamGaussian:
             targets = system.guidance.refine(renders, system.prompt.conditions(cameras), config.strength,
                                              config.num_inference_steps, system.generator)
             targets = F.interpolate(targets, (size, size), mode="area")
-        vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
-        faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.long)
-        start = torch.as_tensor(mesh.visual.vertex_colors[:, :3] / 255.0, dtype=torch.float32)
+        vertices, faces, start = mesh_tensors(mesh)
         logits = torch.logit(start.clamp(0.01, 0.99)).requires_grad_(True)
         clip = raster.project(vertices, cameras.c2w.cpu(), size, size, cameras.focal(size))
         surface = raster.rasterize(clip, faces, size, size)  # the geometry is fixed: rasterized once, for every step
@@ -169,8 +170,7 @@ class DreamGaussian:
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        colors = torch.sigmoid(logits.detach()).numpy()
-        mesh.visual.vertex_colors = np.concatenate([(colors * 255).round(), np.full((len(colors), 1), 255)], 1).astype(np.uint8)
+        mesh.visual.vertex_colors = rgba(torch.sigmoid(logits.detach()))
         self.mesh, self.targets = mesh, targets.cpu()
         self.texture_history = {"loss": losses, "seconds": time.perf_counter() - tic, "pieces": mesh.metadata["pieces"]}
         return mesh
@@ -188,10 +188,7 @@ class DreamGaussian:
             raise ValueError("render_mesh: stage 2 has not run yet (fit() runs it after stage 1's steps, or call "
                              "refine_texture())")
         cameras = Cameras.orbit(elevation, azimuth, self.config.radius, self.config.fov_deg)
-        vertices = torch.as_tensor(np.asarray(self.mesh.vertices), dtype=torch.float32)
-        faces = torch.as_tensor(np.asarray(self.mesh.faces), dtype=torch.long)
-        colors = torch.as_tensor(self.mesh.visual.vertex_colors[:, :3] / 255.0, dtype=torch.float32)
-        return render_vertex_colors(vertices, faces, colors, cameras.c2w, size, size, cameras.focal(size))
+        return render_vertex_colors(*mesh_tensors(self.mesh), cameras.c2w, size, size, cameras.focal(size))
 
     def export_mesh(self, path=None, **options) -> trimesh.Trimesh:
         """Stage 2's textured mesh (run now if stage 1 is done and it has not run; before that, stage 1's untextured

@@ -26,7 +26,7 @@ import trimesh
 from torch import nn
 
 from ..cameras import Cameras, orbit_camera
-from ..mesh import extract_mesh, grid_points
+from ..mesh import extract_mesh, grid_points, rgba
 from ..metrics import front_view, psnr, r_precision
 from ..runtime import progress, seeded
 from ..shading import SHADINGS
@@ -289,7 +289,7 @@ def coloured_mesh(mesh: trimesh.Trimesh, color_field: nn.Module, path=None, min_
     device = next(color_field.parameters()).device
     vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32).to(device)
     albedo = torch.cat([color_field(chunk)["rgb"] for chunk in vertices.split(65536)]).clamp(0, 1).cpu().numpy()
-    mesh.visual.vertex_colors = np.concatenate([(albedo * 255).round(), np.full((len(albedo), 1), 255)], 1).astype(np.uint8)
+    mesh.visual.vertex_colors = rgba(albedo)
     if path is not None:
         mesh.export(path)
     return mesh
