@@ -17,9 +17,11 @@ axes, in world units), ``rotations [N,4]`` (unit quaternions, w first), ``opacit
 For speed the work is only where a splat reaches. 3DGS's CUDA rasterizer lists, for each 16x16 tile,
 the Gaussians whose 3σ ellipse touches it, sorted by depth, and composites a tile per thread block. On
 a CPU the tiles' padded batches cost (tiles x pixels x most Gaussians in any tile); here the tiles are
-single pixels: every (pixel, Gaussian) pair within the Gaussian's 3σ box, sorted by pixel and depth, one
-flat batch, with each pixel's transmittance a cumulative sum of log(1 - α) that restarts at the pixel
-(``benchmarks/splatting.py``). Cameras are the course's (``cameras``: OpenGL camera axes, looking down -z).
+single pixels: every (pixel, Gaussian) pair where the splat's α reaches 1/255 (listed row by row inside
+its 3σ box), sorted by pixel and depth, one flat batch, with each pixel's transmittance a cumulative sum
+of log(1 - α) that restarts at the pixel (``benchmarks/splatting.py``). Autograd gives the backward
+pass: written out by hand, as the CUDA rasterizers write theirs, it was no faster here. Cameras are
+the course's (``cameras``: OpenGL camera axes, looking down -z).
 """
 
 from __future__ import annotations
@@ -69,21 +71,48 @@ def project_gaussians(means: torch.Tensor, covariances: torch.Tensor, c2w: torch
     return {"mean2d": mean2d, "cov2d": cov2d, "depth": depth}
 
 
-def _pairs(mean2d: torch.Tensor, cov2d: torch.Tensor, visible: torch.Tensor, height: int, width: int):
-    """Every (pixel, Gaussian) pair where the pixel lies in the Gaussian's 3σ bounding box: ``pixel [M]`` (row-major
-    index) and ``gaussian [M]``, sorted by pixel and, within a pixel, in the Gaussians' given (depth) order."""
+def _runs(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs of consecutive integers, ``starts[i], starts[i] + 1, ...`` ``lengths[i]`` long, laid end to end: ``(owner [M],
+    value [M])``, the run each entry belongs to and its integer."""
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    offset = torch.arange(len(owner)) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    return owner, starts.index_select(0, owner) + offset
+
+
+def _pairs(mean2d: torch.Tensor, cov2d: torch.Tensor, conic: torch.Tensor, opacities: torch.Tensor,
+           visible: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (pixel, Gaussian) pair where the pixel lies in the Gaussian's 3σ bounding box and the splat's α there
+    reaches 1/255 (the rest add nothing): ``pixel [M]`` (row-major index) and ``gaussian [M]``, sorted by pixel and,
+    within a pixel, in the Gaussians' given (depth) order.
+
+    Row by row: each Gaussian's rows of its box, then in each row the run of pixels inside the ellipse where
+    ``o exp(-½ dᵀΣ'⁻¹d) ≥ 1/255``, i.e. ``dᵀΣ'⁻¹d ≤ r² = 2 ln(255 o)``: a quadratic in the row's ``dx``. Listing the
+    box's every pixel instead would list about 2.5 pairs for each one kept."""
     extent = 3 * torch.sqrt(torch.stack([cov2d[:, 0, 0], cov2d[:, 1, 1]], -1))  # the 3σ ellipse's half box (x, y)
     low = torch.floor(mean2d - extent - 0.5).clamp(min=0).long()  # pixels whose centre (i + 0.5) may be inside
     high = torch.minimum(torch.ceil(mean2d + extent - 0.5).long(), torch.tensor([width - 1, height - 1]))
-    size = (high - low + 1).clamp(min=0) * visible[:, None]
-    counts = size[:, 0] * size[:, 1]
-    gaussian = torch.repeat_interleave(torch.arange(len(counts)), counts)
-    local = torch.arange(len(gaussian)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    box = torch.cat([low, size[:, :1].clamp(min=1)], 1).index_select(0, gaussian)  # [M,3]: x0, y0, box width
-    x, y = box[:, 0] + local % box[:, 2], box[:, 1] + local // box[:, 2]
-    pixel = y * width + x
-    order = torch.argsort(pixel * len(counts) + gaussian)  # by pixel, then by depth rank
-    return pixel[order], gaussian[order]
+    gaussian, y = _runs(low[:, 1], (high[:, 1] - low[:, 1] + 1).clamp(min=0) * visible)
+    xx, xy, yy = conic.index_select(0, gaussian).T
+    dy = y.to(conic) + 0.5 - mean2d[:, 1].index_select(0, gaussian)
+    radius2 = 2 * torch.log(255 * opacities.index_select(0, gaussian))
+    half = torch.sqrt((xy ** 2 * dy ** 2 - xx * (yy * dy ** 2 - radius2)).clamp(min=0)) / xx + 1e-3  # rounding's margin
+    centre = mean2d[:, 0].index_select(0, gaussian) - xy * dy / xx - 0.5  # of the row's run, as a pixel index
+    first = torch.maximum(torch.ceil(centre - half).long(), low[:, 0].index_select(0, gaussian))
+    last = torch.minimum(torch.floor(centre + half).long(), high[:, 0].index_select(0, gaussian))
+    row, x = _runs(first, (last - first + 1).clamp(min=0))
+    pixel, gaussian = y.index_select(0, row) * width + x, gaussian.index_select(0, row)
+    kept = torch.nonzero(_alphas(pixel, gaussian, mean2d, conic, opacities, width) >= ALPHA_MIN)[:, 0]  # exactly
+    kept = kept.index_select(0, torch.sort(pixel.index_select(0, kept).int(), stable=True).indices)  # stable: depth order
+    return pixel.index_select(0, kept), gaussian.index_select(0, kept)
+
+
+def _alphas(pixel: torch.Tensor, gaussian: torch.Tensor, mean2d: torch.Tensor, conic: torch.Tensor,
+            opacities: torch.Tensor, width: int) -> torch.Tensor:
+    """Each pair's ``α = min(0.99, o exp(-½ dᵀΣ'⁻¹d)) [M]``, ``d`` from the splat's centre to the pixel's."""
+    splat = torch.cat([mean2d, conic, opacities[:, None]], 1).index_select(0, gaussian).T  # one gather, [6,M]
+    d = torch.stack([pixel % width, pixel // width]).to(mean2d) + 0.5 - splat[:2]
+    power = -0.5 * (splat[2] * d[0] ** 2 + splat[4] * d[1] ** 2) - splat[3] * d[0] * d[1]
+    return (splat[5] * torch.exp(power.clamp(max=0))).clamp(max=ALPHA_MAX)
 
 
 def composite(mean2d: torch.Tensor, cov2d: torch.Tensor, depth: torch.Tensor, opacities: torch.Tensor,
@@ -92,33 +121,21 @@ def composite(mean2d: torch.Tensor, cov2d: torch.Tensor, depth: torch.Tensor, op
     Returns ``rgb [H,W,3]``, ``alpha [H,W]`` and ``depth [H,W]`` (the weights' sum of splat depths; 0 on background)."""
     order = torch.argsort(depth)
     mean2d, cov2d, depth, opacities, colors = mean2d[order], cov2d[order], depth[order], opacities[order], colors[order]
-    pixel, gaussian = _pairs(mean2d.detach(), cov2d.detach(), depth.detach() > NEAR, height, width)
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
-    det = a * c - b * b
-    conic = torch.stack([c, -b, a], -1) / det[:, None]  # Σ'⁻¹ as (xx, xy, yy)
-    # One gather of everything a pair needs (and one scatter back in the backward pass), not one per tensor.
-    per_pair = torch.cat([mean2d, conic, opacities[:, None], colors, depth[:, None]], 1).index_select(0, gaussian)
-    mean, q, opacity_g, color, depth_g = per_pair.split([2, 3, 1, 3, 1], 1)
-    centre = torch.stack([pixel % width, pixel // width], -1).to(mean2d) + 0.5
-    d = centre - mean  # [M,2]
-    power = -0.5 * (q[:, 0] * d[:, 0] ** 2 + q[:, 2] * d[:, 1] ** 2) - q[:, 1] * d[:, 0] * d[:, 1]  # -½ dᵀΣ'⁻¹d
-    alpha = (opacity_g[:, 0] * torch.exp(power.clamp(max=0))).clamp(max=ALPHA_MAX)
-    alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
-    # T before each pair, per pixel: an exclusive cumulative sum of log(1 - α) that restarts at each pixel. In float64:
-    # the running sum spans the whole image, and each pixel's share is a small difference of large numbers.
-    log_through = torch.log1p(-alpha).double()
-    before = torch.cumsum(log_through, 0) - log_through
-    first = torch.ones_like(pixel, dtype=torch.bool)
-    first[1:] = pixel[1:] != pixel[:-1]
-    start = torch.cummax(torch.where(first, torch.arange(len(pixel)), torch.zeros_like(pixel)), 0).values
-    transmittance = torch.exp(before - before.index_select(0, start)).to(alpha)
-    weights = alpha * transmittance * (transmittance > TRANSMITTANCE_MIN)  # stopped once nothing gets through
-
-    def gather(values: torch.Tensor) -> torch.Tensor:  # per-pair values [M,C] summed into their pixels, [H·W,C]
-        return torch.zeros(height * width, values.shape[1], dtype=values.dtype).index_add(0, pixel, values)
-
-    summed = gather(weights[:, None] * torch.cat([color, torch.ones_like(depth_g), depth_g], 1))  # rgb, α, depth
-    rgb, opacity, z = summed.split([3, 1, 1], 1)
+    conic = torch.stack([c, -b, a], -1) / (a * c - b * b)[:, None]  # Σ'⁻¹ as (xx, xy, yy)
+    with torch.no_grad():
+        pixel, gaussian = _pairs(mean2d, cov2d, conic, opacities, depth > NEAR, height, width)
+        end = torch.cumsum(torch.bincount(pixel, minlength=height * width), 0)  # one past each pixel's last pair
+        first = torch.cat([end.new_zeros(1), end[:-1]]).index_select(0, pixel)  # each pair's pixel's first pair
+    alpha = _alphas(pixel, gaussian, mean2d, conic, opacities, width)
+    # T_k = exp(Σ_{j<k} log(1 - α_j)) within the pixel: a running sum over the whole image, less its value at the
+    # pixel's first pair. In float64, since each pixel's share is a small difference of large numbers.
+    through = torch.nn.functional.pad(torch.cumsum(torch.log1p(-alpha).double(), 0), (1, 0))
+    transmittance = torch.exp(through[:-1] - through.index_select(0, first)).to(alpha)
+    weight = alpha * transmittance * (transmittance > TRANSMITTANCE_MIN)  # stopped once nothing gets through
+    values = torch.cat([colors, depth[:, None], torch.ones_like(depth)[:, None]], 1).index_select(0, gaussian)
+    summed = torch.zeros(height * width, 5, dtype=values.dtype).index_add(0, pixel, weight[:, None] * values)
+    rgb, z, opacity = summed.split([3, 1, 1], 1)
     rgb = rgb + (1 - opacity) * background
     return {"rgb": rgb.reshape(height, width, 3), "alpha": opacity.reshape(height, width),
             "depth": z.reshape(height, width)}

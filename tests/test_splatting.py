@@ -20,19 +20,29 @@ def scene(n, seed=0, spread=0.5):
                 rotations=q, opacities=0.2 + 0.7 * torch.rand(n, generator=g), colors=torch.rand(n, 3, generator=g))
 
 
-def by_loop(means, scales, rotations, opacities, colors, c2w, height, width, focal, background=(1.0, 1.0, 1.0)):
-    """The reference: every Gaussian over every pixel, one at a time in depth order, no tiles, no early stop."""
+def by_loop(means, scales, rotations, opacities, colors, c2w, height, width, focal, background=(1.0, 1.0, 1.0),
+            box_and_stop=False):
+    """The reference: every Gaussian over every pixel, one at a time in depth order. With ``box_and_stop``, also the
+    splatter's two shortcuts: each Gaussian only within its 3σ box of pixels, and nothing once T < 1e-4."""
     p = project_gaussians(means, covariance_3d(scales, rotations), c2w, height, width, focal)
-    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    rgb, transmittance = torch.zeros(height, width, 3), torch.ones(height, width)
+    grid = dict(dtype=means.dtype)
+    ys, xs = torch.meshgrid(torch.arange(height, **grid) + 0.5, torch.arange(width, **grid) + 0.5, indexing="ij")
+    rgb, transmittance = torch.zeros(height, width, 3, **grid), torch.ones(height, width, **grid)
     for i in torch.argsort(p["depth"]).tolist():
         d = torch.stack([xs - p["mean2d"][i, 0], ys - p["mean2d"][i, 1]], -1)
         inverse = torch.linalg.inv(p["cov2d"][i])
         alpha = (opacities[i] * torch.exp(-0.5 * torch.einsum("hwi,ij,hwj->hw", d, inverse, d))).clamp(max=0.99)
         alpha = torch.where(alpha >= 1 / 255, alpha, torch.zeros_like(alpha))
-        rgb = rgb + (transmittance * alpha)[..., None] * colors[i]
+        weight = transmittance * alpha
+        if box_and_stop:
+            half = 3 * p["cov2d"][i].diagonal().sqrt().detach()  # pixel index k is in if its centre k + 0.5 is,
+            low, high = torch.floor(p["mean2d"][i].detach() - half - 0.5), torch.ceil(p["mean2d"][i].detach() + half - 0.5)
+            inside = (xs - 0.5 >= low[0]) & (xs - 0.5 <= high[0]) & (ys - 0.5 >= low[1]) & (ys - 0.5 <= high[1])
+            alpha = alpha * inside * (transmittance > 1e-4)  # the box rounded outward; then the pixel is done
+            weight = transmittance * alpha
+        rgb = rgb + weight[..., None] * colors[i]
         transmittance = transmittance * (1 - alpha)
-    return rgb + transmittance[..., None] * torch.tensor(background), 1 - transmittance
+    return rgb + transmittance[..., None] * torch.tensor(background, **grid), 1 - transmittance
 
 
 def test_rotation_matrices_are_rotations_and_match_the_axis_angle_form():
@@ -114,6 +124,31 @@ def test_gradients_match_finite_differences():
             minus[name][index] -= 1e-6
             numeric = (loss(**plus) - loss(**minus)) / 2e-6
             assert params[name].grad[index].item() == pytest.approx(numeric.item(), rel=1e-4, abs=1e-6), (name, index)
+
+
+@pytest.mark.parametrize("n,seed,opaque", [(300, 7, False), (120, 8, True)])
+def test_images_and_gradients_match_the_loop_under_the_same_rules(n, seed, opaque):
+    # Many overlapping splats (and, in the second case, fully opaque ones: α capped, T under 1e-4 after two): the
+    # pairs listed row by row inside each ellipse, the early stop and every parameter's gradient, against the loop.
+    case = {k: v.double() for k, v in scene(n, seed).items()}
+    if opaque:
+        case["opacities"][::3] = 1.0
+    weights = torch.rand(SIZE, 40, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    images, grads = [], []
+    for reference in (False, True):
+        params = {k: v.clone().requires_grad_(True) for k, v in case.items()}
+        common = dict(c2w=C2W.double(), height=SIZE, width=40, focal=FOCAL)
+        if reference:
+            rgb, alpha = by_loop(**params, **common, box_and_stop=True)
+        else:
+            out = render_gaussians(**params, **common)
+            rgb, alpha = out["rgb"], out["alpha"]
+        ((rgb * weights).sum() + (alpha ** 2).sum()).backward()
+        images.append(torch.cat([rgb, alpha[..., None]], -1).detach())
+        grads.append({k: v.grad for k, v in params.items()})
+    assert torch.allclose(images[0], images[1], atol=1e-10)
+    for name in case:
+        assert torch.allclose(grads[0][name], grads[1][name], rtol=1e-6, atol=1e-8), name
 
 
 @pytest.mark.parametrize("change,message", [
