@@ -1,10 +1,11 @@
 """Splatting time: forward and backward of ``splatting.render_gaussians``, against a per-Gaussian loop.
 
 The baseline composites one Gaussian at a time over the whole image, in depth order, as a first
-implementation would; the package's splatter composites every (pixel, Gaussian) pair within each
-Gaussian's 3σ box in one batch, sorted by pixel and depth. Scenes are random Gaussians in a ball seen from an orbit camera, as
-DreamGaussian's first steps see them. The goal (issue 26): a DreamGaussian step at 64² with 10k Gaussians
-in ≤ 50 ms on the 2-core CPU. The loop is timed only where it finishes in reasonable time.
+implementation would; the package's splatter composites every (pixel, Gaussian) pair where a splat's
+α reaches 1/255 in one batch, sorted by pixel and depth. Scenes are random Gaussians in a ball seen
+from an orbit camera, as DreamGaussian's first steps see them. The goal (issue 26): a DreamGaussian
+step at 64² with 10k Gaussians in ≤ 50 ms on the 2-core CPU. The loop is timed only where it finishes
+in reasonable time.
 
     .venv/bin/python benchmarks/splatting.py [--repeats 5]
 """
