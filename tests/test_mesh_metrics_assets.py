@@ -189,7 +189,7 @@ def test_turntable_gif_has_every_frame(tmp_path):
     gif = Image.open(save_gif(frames, tmp_path / "turn.gif", scale=2))
     assert gif.n_frames == 6 and gif.size == (40, 32)  # PIL's size is (width, height)
     gif.seek(3)
-    pixels = torch.tensor(list(gif.convert("RGB").getdata()), dtype=torch.float32).reshape(32, 40, 3)[::2, ::2] / 255
+    pixels = torch.tensor(np.asarray(gif.convert("RGB")), dtype=torch.float32)[::2, ::2] / 255
     assert (pixels - to_channels_last(frames[3])).abs().max() < 0.05  # the GIF holds the frame the right way round
     with pytest.raises(ValueError, match=r"render_fn\(c2w\): expected shape \[3, \*, \*\]"):
         turntable(lambda c2w: render(duck, c2w, 16, 16)["image"], n_frames=2)  # a photograph's layout, unconverted
