@@ -201,9 +201,9 @@ def generate(args) -> int:
         config = build_config(args)
     from .systems import PRESETS
 
-    out.mkdir(parents=True, exist_ok=True)
     pipe = _load_pipe(config.method, args.pretrained, args.device)
     run = config.build(pipe)
+    out.mkdir(parents=True, exist_ok=True)  # only once the run is built: a setting that cannot run leaves nothing
     if args.resume:
         run.load_state_dict(torch.load(checkpoint_path, weights_only=False))
     record = dict(config=to_dict(config), seed=config.system.seed, version=__version__, command=" ".join(sys.argv),
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"generate": generate, "methods": methods, "doctor": doctor}[args.command](args)
-    except (UsageError, ValueError) as error:
+    except (UsageError, ValueError, ImportError) as error:  # ImportError: an optional package a setting needs
         print(f"minidiff3d {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -22,18 +22,25 @@ its 3σ box), sorted by pixel and depth, one flat batch, with each pixel's trans
 of log(1 - α) that restarts at the pixel (``benchmarks/splatting.py``). Autograd gives the backward
 pass: written out by hand, as the CUDA rasterizers write theirs, it was no faster here. Cameras are
 the course's (``cameras``: OpenGL camera axes, looking down -z).
+
+On a CUDA machine with gsplat installed, ``backend="gsplat"`` hands the same Gaussians and camera to
+gsplat's rasterizer (``rasterize_gsplat``): the same model (EWA, the 0.3 px² dilation, α in [1/255,
+0.99]), with 3DGS's own culling (a circle of 3σ of the longer axis) and early stop (the splat that would
+take T under 1e-4 is not drawn), so images differ from ours at the edges of those rules. It is optional,
+never needed, and not run by the tests (gsplat has no CPU path); ``gsplat_camera`` is tested.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .validation import check_positive, check_positive_int, check_tensor
+from .validation import check_choice, check_positive, check_positive_int, check_tensor
 
 DILATION = 0.3  # px², added to the projected covariance's diagonal
 NEAR = 0.01  # Gaussians whose mean is nearer the camera than this are culled
 ALPHA_MIN, ALPHA_MAX = 1.0 / 255.0, 0.99
 TRANSMITTANCE_MIN = 1e-4
+BACKENDS = ("torch", "gsplat")
 
 
 def quaternion_to_rotation(quaternions: torch.Tensor) -> torch.Tensor:
@@ -71,11 +78,12 @@ def project_gaussians(means: torch.Tensor, covariances: torch.Tensor, c2w: torch
     return {"mean2d": mean2d, "cov2d": cov2d, "depth": depth}
 
 
-def _runs(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Runs of consecutive integers, ``starts[i], starts[i] + 1, ...`` ``lengths[i]`` long, laid end to end: ``(owner [M],
-    value [M])``, the run each entry belongs to and its integer."""
-    owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-    offset = torch.arange(len(owner)) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+def integer_runs(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs of consecutive integers ``starts[i], starts[i] + 1, ...``, ``lengths[i]`` long, laid end to end:
+    ``(owner [M], value [M])``, the run each entry belongs to and its integer. A loop over runs, without the loop."""
+    device = lengths.device
+    owner = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
+    offset = torch.arange(len(owner), device=device) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
     return owner, starts.index_select(0, owner) + offset
 
 
@@ -90,8 +98,8 @@ def _pairs(mean2d: torch.Tensor, cov2d: torch.Tensor, conic: torch.Tensor, opaci
     box's every pixel instead would list about 2.5 pairs for each one kept."""
     extent = 3 * torch.sqrt(torch.stack([cov2d[:, 0, 0], cov2d[:, 1, 1]], -1))  # the 3σ ellipse's half box (x, y)
     low = torch.floor(mean2d - extent - 0.5).clamp(min=0).long()  # pixels whose centre (i + 0.5) may be inside
-    high = torch.minimum(torch.ceil(mean2d + extent - 0.5).long(), torch.tensor([width - 1, height - 1]))
-    gaussian, y = _runs(low[:, 1], (high[:, 1] - low[:, 1] + 1).clamp(min=0) * visible)
+    high = torch.minimum(torch.ceil(mean2d + extent - 0.5).long(), torch.tensor([width - 1, height - 1], device=mean2d.device))
+    gaussian, y = integer_runs(low[:, 1], (high[:, 1] - low[:, 1] + 1).clamp(min=0) * visible)
     xx, xy, yy = conic.index_select(0, gaussian).T
     dy = y.to(conic) + 0.5 - mean2d[:, 1].index_select(0, gaussian)
     radius2 = 2 * torch.log(255 * opacities.index_select(0, gaussian))
@@ -99,7 +107,7 @@ def _pairs(mean2d: torch.Tensor, cov2d: torch.Tensor, conic: torch.Tensor, opaci
     centre = mean2d[:, 0].index_select(0, gaussian) - xy * dy / xx - 0.5  # of the row's run, as a pixel index
     first = torch.maximum(torch.ceil(centre - half).long(), low[:, 0].index_select(0, gaussian))
     last = torch.minimum(torch.floor(centre + half).long(), high[:, 0].index_select(0, gaussian))
-    row, x = _runs(first, (last - first + 1).clamp(min=0))
+    row, x = integer_runs(first, (last - first + 1).clamp(min=0))
     pixel, gaussian = y.index_select(0, row) * width + x, gaussian.index_select(0, row)
     kept = torch.nonzero(_alphas(pixel, gaussian, mean2d, conic, opacities, width) >= ALPHA_MIN)[:, 0]  # exactly
     kept = kept.index_select(0, torch.sort(pixel.index_select(0, kept).int(), stable=True).indices)  # stable: depth order
@@ -134,11 +142,53 @@ def composite(mean2d: torch.Tensor, cov2d: torch.Tensor, depth: torch.Tensor, op
     transmittance = torch.exp(through[:-1] - through.index_select(0, first)).to(alpha)
     weight = alpha * transmittance * (transmittance > TRANSMITTANCE_MIN)  # stopped once nothing gets through
     values = torch.cat([colors, depth[:, None], torch.ones_like(depth)[:, None]], 1).index_select(0, gaussian)
-    summed = torch.zeros(height * width, 5, dtype=values.dtype).index_add(0, pixel, weight[:, None] * values)
+    summed = torch.zeros(height * width, 5, dtype=values.dtype, device=values.device).index_add(0, pixel, weight[:, None] * values)
     rgb, z, opacity = summed.split([3, 1, 1], 1)
     rgb = rgb + (1 - opacity) * background
     return {"rgb": rgb.reshape(height, width, 3), "alpha": opacity.reshape(height, width),
             "depth": z.reshape(height, width)}
+
+
+def gsplat_camera(c2w: torch.Tensor, height: int, width: int, focal: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The course's camera ``c2w [4,4]`` in gsplat's terms: ``viewmat [4,4]``, world to camera in OpenCV axes (x right,
+    y down, looking down +z), and the pinhole ``K [3,3]`` with the principal point at the image's centre. Both put
+    pixel centres at +0.5, so a point lands on the same pixel as in ``project_gaussians``."""
+    opencv = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=c2w.dtype, device=c2w.device))  # y and z flipped
+    intrinsics = torch.tensor([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]], dtype=c2w.dtype,
+                              device=c2w.device)
+    return opencv @ torch.linalg.inv(c2w), intrinsics
+
+
+def gsplat_rasterization():
+    """gsplat's ``rasterization``, or an ImportError that says what ``backend="gsplat"`` needs."""
+    try:
+        from gsplat import rasterization
+    except ImportError as error:
+        raise ImportError("backend='gsplat': needs the gsplat package on a CUDA machine (pip install gsplat); "
+                          "backend='torch' runs anywhere") from error
+    return rasterization
+
+
+def _require_cuda(means: torch.Tensor) -> None:
+    if means.device.type != "cuda":
+        raise ValueError(f"backend='gsplat': expected the Gaussians on a CUDA device (gsplat has no CPU path), got "
+                         f"{means.device}; backend='torch' runs anywhere")
+
+
+def rasterize_gsplat(means, scales, rotations, opacities, colors, c2w, height, width, focal, background
+                     ) -> dict[str, torch.Tensor]:
+    """The Gaussians (as ``render_gaussians`` takes them) through gsplat's CUDA rasterizer: ``rgb [H,W,3]`` on
+    ``background [3]``, ``alpha [H,W]``, ``depth [H,W]`` (the weights' sum of depths, as here) and gsplat's
+    image-space means ``mean2d [1,N,2]`` (pixels), whose gradient densification reads."""
+    rasterization = gsplat_rasterization()
+    _require_cuda(means)
+    viewmat, intrinsics = gsplat_camera(c2w, height, width, focal)
+    rendered, alpha, meta = rasterization(means, rotations, scales, opacities, colors, viewmat[None], intrinsics[None],
+                                          width, height, near_plane=NEAR, eps2d=DILATION, packed=False,
+                                          render_mode="RGB+D")
+    alpha = alpha[0, ..., 0]
+    return {"rgb": rendered[0, ..., :3] + (1 - alpha)[..., None] * background, "alpha": alpha,
+            "depth": rendered[0, ..., 3], "mean2d": meta["means2d"]}
 
 
 def check_gaussians(means, scales, rotations, opacities, colors) -> None:
@@ -163,22 +213,28 @@ def check_gaussians(means, scales, rotations, opacities, colors) -> None:
 
 def render_gaussians(means: torch.Tensor, scales: torch.Tensor, rotations: torch.Tensor, opacities: torch.Tensor,
                      colors: torch.Tensor, c2w: torch.Tensor, height: int, width: int, focal: float,
-                     background=(1.0, 1.0, 1.0)) -> dict[str, torch.Tensor]:
+                     background=(1.0, 1.0, 1.0), backend: str = "torch") -> dict[str, torch.Tensor]:
     """Splat N Gaussians into an image from camera ``c2w [4,4]`` (see the module docstring).
 
     ``means [N,3]``, ``scales [N,3]`` (standard deviations, world units), ``rotations [N,4]`` (unit quaternions,
     w first), ``opacities [N]`` in [0,1], ``colors [N,3]``; ``focal`` in pixels. Returns ``rgb [H,W,3]`` (on
     ``background``), ``alpha [H,W]`` and ``depth [H,W]``, differentiable in every Gaussian parameter.
+    ``backend="gsplat"`` rasterizes with gsplat instead (CUDA only; see the module docstring).
     """
     check_gaussians(means, scales, rotations, opacities, colors)
     c2w = check_tensor("c2w", c2w, shape=[4, 4], floating=True).to(means)
     height, width = check_positive_int("height", height), check_positive_int("width", width)
     focal = check_positive("focal", focal)
     background = check_tensor("background", torch.as_tensor(background, dtype=means.dtype), shape=[3]).to(means.device)
+    check_choice("backend", backend, BACKENDS)
+    if backend == "gsplat":
+        out = rasterize_gsplat(means, scales, rotations, opacities, colors, c2w, height, width, focal, background)
+        return {key: out[key] for key in ("rgb", "alpha", "depth")}
     projected = project_gaussians(means, covariance_3d(scales, rotations), c2w, height, width, focal)
     return composite(projected["mean2d"], projected["cov2d"], projected["depth"], opacities, colors, height, width,
                      background)
 
 
-__all__ = ["check_gaussians", "composite", "covariance_3d", "project_gaussians", "quaternion_to_rotation",
-           "render_gaussians"]
+__all__ = ["BACKENDS", "check_gaussians", "composite", "covariance_3d", "gsplat_camera", "gsplat_rasterization",
+           "integer_runs",
+           "project_gaussians", "quaternion_to_rotation", "rasterize_gsplat", "render_gaussians"]

@@ -149,6 +149,16 @@ def test_methods_and_doctor_answer():
     assert "device: cpu" in doctor.stdout and "toy-world cache:" in doctor.stdout
 
 
+def test_the_gsplat_backend_without_gsplat_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gsplat", None)  # not installed
+    argv = ["generate", "a blue cone", "--method", "dreamgaussian", "--out", str(tmp_path / "x"), "--set",
+            "renderer.backend=gsplat"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "backend='gsplat': needs the gsplat package" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
 def test_dreamgaussian_writes_its_textured_mesh_in_one_piece(tiny_folder, tmp_path):
     out = tmp_path / "cone"
     small = ["system.steps=3", "system.render_size=16", "geometry.count=300", "geometry.scale=0.1", "geometry.opacity=0.5",

@@ -1,12 +1,16 @@
 """The Gaussian splatter against closed forms, a per-Gaussian loop, finite differences, and its defining properties."""
 
 import math
+import sys
+import types
 
 import pytest
 import torch
 
 from minidiff3d.cameras import focal_from_fov, orbit_camera
-from minidiff3d.splatting import DILATION, covariance_3d, project_gaussians, quaternion_to_rotation, render_gaussians
+from minidiff3d.scene.gaussians import Gaussians
+from minidiff3d.splatting import DILATION, covariance_3d, gsplat_camera, project_gaussians, quaternion_to_rotation, \
+    render_gaussians
 
 torch.set_default_dtype(torch.float32)
 C2W = orbit_camera(0.0, 0.0, 3.0)  # on +x, looking at the origin: image x is world +y, image y is world -z
@@ -170,3 +174,66 @@ def test_gaussians_behind_the_camera_or_off_screen_draw_nothing():
     case["means"] = torch.tensor([[4.0, 0.0, 0.0], [0.0, 30.0, 0.0]])  # behind the camera; far off to the side
     out = render_gaussians(**case, c2w=C2W, height=SIZE, width=SIZE, focal=FOCAL)
     assert out["alpha"].abs().max() == 0 and torch.equal(out["rgb"], torch.ones(SIZE, SIZE, 3))
+
+
+def test_gsplat_camera_puts_a_point_on_the_same_pixel_at_the_same_depth():
+    # gsplat's camera: world to camera in OpenCV axes and a pinhole K; projected by hand, K (R p + t) / z.
+    points = (torch.rand(50, 3, generator=torch.Generator().manual_seed(9)) - 0.5) * 1.5
+    for c2w in (C2W, orbit_camera(35.0, 120.0, 2.5), orbit_camera(-20.0, 250.0, 4.0)):
+        viewmat, intrinsics = gsplat_camera(c2w, SIZE, 40, FOCAL)
+        camera = points @ viewmat[:3, :3].T + viewmat[:3, 3]
+        pixels = camera @ intrinsics.T
+        ours = project_gaussians(points, torch.eye(3).expand(50, 3, 3) * 0.01, c2w, SIZE, 40, FOCAL)
+        assert torch.allclose(pixels[:, :2] / pixels[:, 2:], ours["mean2d"], atol=1e-4)
+        assert torch.allclose(camera[:, 2], ours["depth"], atol=1e-5)
+        assert torch.allclose(torch.linalg.det(viewmat[:3, :3]), torch.tensor(1.0), atol=1e-5)  # a rotation, not a mirror
+
+
+@pytest.fixture
+def fake_gsplat(monkeypatch):
+    """A stand-in for gsplat's ``rasterization`` (its documented signature and outputs), drawing with this splatter from
+    the camera it is handed back in gsplat's terms: it checks the plumbing around the call, not gsplat."""
+    from minidiff3d import splatting
+
+    def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane, eps2d, packed,
+                      render_mode):
+        assert (viewmats.shape, Ks.shape, near_plane, eps2d, packed, render_mode) == \
+            ((1, 4, 4), (1, 3, 3), splatting.NEAR, splatting.DILATION, False, "RGB+D")
+        c2w = torch.linalg.inv(torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0])) @ viewmats[0])
+        p = project_gaussians(means, covariance_3d(scales, quats), c2w, height, width, Ks[0, 0, 0].item())
+        means2d = p["mean2d"][None]
+        out = splatting.composite(means2d[0], p["cov2d"], p["depth"], opacities, colors, height, width, torch.zeros(3))
+        rendered = torch.cat([out["rgb"], out["depth"][..., None]], -1)[None]
+        return rendered, out["alpha"][None, ..., None], {"means2d": means2d}
+
+    monkeypatch.setitem(sys.modules, "gsplat", types.SimpleNamespace(rasterization=rasterization))
+    monkeypatch.setattr(splatting, "_require_cuda", lambda means: None)
+
+
+def test_the_gsplat_backend_hands_over_the_gaussians_camera_and_background(fake_gsplat):
+    case = scene(60, 10)
+    common = dict(c2w=orbit_camera(25.0, 70.0, 3.0), height=SIZE, width=40, focal=FOCAL, background=(0.2, 0.5, 0.9))
+    ours, theirs = (render_gaussians(**case, **common, backend=backend) for backend in ("torch", "gsplat"))
+    assert all(torch.allclose(ours[key], theirs[key], atol=1e-6) for key in ("rgb", "alpha", "depth"))
+
+
+def test_densification_statistics_read_gsplats_image_space_means(fake_gsplat):
+    grad_sums = []
+    for backend in ("torch", "gsplat"):
+        gaussians = Gaussians.in_ball(80, scale=0.05, opacity=0.5, generator=torch.Generator().manual_seed(11))
+        out = gaussians.render(orbit_camera(10.0, 30.0, 2.5), SIZE, SIZE, FOCAL, torch.ones(3), backend=backend)
+        out["rgb"].square().sum().backward()
+        gaussians.accumulate()
+        grad_sums.append(gaussians.grad_sum)
+    assert grad_sums[0].abs().sum() > 0 and torch.allclose(grad_sums[0], grad_sums[1], atol=1e-6)
+
+
+def test_the_gsplat_backend_without_gsplat_or_cuda_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gsplat", None)  # not installed
+    with pytest.raises(ImportError, match="backend='gsplat': needs the gsplat package"):
+        render_gaussians(**scene(3), c2w=C2W, height=8, width=8, focal=10.0, backend="gsplat")
+    monkeypatch.setitem(sys.modules, "gsplat", types.SimpleNamespace(rasterization=None))
+    with pytest.raises(ValueError, match="backend='gsplat': expected the Gaussians on a CUDA device"):
+        render_gaussians(**scene(3), c2w=C2W, height=8, width=8, focal=10.0, backend="gsplat")
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        render_gaussians(**scene(3), c2w=C2W, height=8, width=8, focal=10.0, backend="cuda")

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..splatting import composite, covariance_3d, project_gaussians, quaternion_to_rotation
-from ..validation import check_fraction, check_positive, check_positive_int
+from ..splatting import BACKENDS, composite, covariance_3d, integer_runs, project_gaussians, quaternion_to_rotation, \
+    rasterize_gsplat
+from ..validation import check_choice, check_fraction, check_positive, check_positive_int
 
 NAMES = ("means", "log_scales", "quaternions", "opacity_logits", "color_logits")
 # DreamGaussian's rates (means 1e-3, scales and rotations 5e-3, opacity 5e-2, colour 1e-2) over the run's 1e-2.
@@ -111,21 +112,29 @@ class Gaussians(nn.Module):
 
     def reset_statistics(self) -> None:
         """Forget the accumulated image-space gradients (after each densification)."""
-        self.grad_sum = torch.zeros(len(self.means))
-        self.seen = torch.zeros(len(self.means))
+        self.grad_sum = torch.zeros(len(self.means), device=self.means.device)
+        self.seen = torch.zeros(len(self.means), device=self.means.device)
         self._mean2d: list[torch.Tensor] = []
 
-    def render(self, c2w: torch.Tensor, height: int, width: int, focal: float, background: torch.Tensor
-               ) -> dict[str, torch.Tensor]:
-        """``splatting.render_gaussians`` of these Gaussians; the image-space means are kept so that, after the loss's
-        ``backward()``, ``accumulate()`` can read their gradient."""
+    def render(self, c2w: torch.Tensor, height: int, width: int, focal: float, background: torch.Tensor,
+               backend: str = "torch") -> dict[str, torch.Tensor]:
+        """``splatting.render_gaussians`` of these Gaussians (``backend`` "torch", or "gsplat" on CUDA); the image-space
+        means are kept so that, after the loss's ``backward()``, ``accumulate()`` can read their gradient."""
+        check_choice("backend", backend, BACKENDS)
+        if backend == "gsplat":
+            out = rasterize_gsplat(self.means, self.scales, self.rotations, self.opacities, self.colors, c2w, height,
+                                   width, focal, background)
+            self._keep_for_statistics(out.pop("mean2d"))
+            return out
         projected = project_gaussians(self.means, covariance_3d(self.scales, self.rotations), c2w, height, width, focal)
-        mean2d = projected["mean2d"]
+        self._keep_for_statistics(projected["mean2d"])
+        return composite(projected["mean2d"], projected["cov2d"], projected["depth"], self.opacities, self.colors,
+                         height, width, background)
+
+    def _keep_for_statistics(self, mean2d: torch.Tensor) -> None:
         if mean2d.requires_grad:
             mean2d.retain_grad()
             self._mean2d.append(mean2d)
-        return composite(mean2d, projected["cov2d"], projected["depth"], self.opacities, self.colors, height, width,
-                         background)
 
     @torch.no_grad()
     def density_grid(self, resolution: int = 64, bounds=(-1.0, 1.0), cutoff: float = 3.0,
@@ -144,13 +153,12 @@ class Gaussians(nn.Module):
         low = torch.ceil((means - reach - lo) / cell).clamp(0, resolution - 1).long()
         size = (torch.floor((means + reach - lo) / cell).clamp(-1, resolution - 1).long() - low + 1).clamp(min=0)
         counts = size.prod(-1)
-        summed = torch.zeros(resolution ** 3, 4)
+        summed = torch.zeros(resolution ** 3, 4, device=means.device)
         start = 0
         while start < len(means):  # chunks of whole Gaussians, each with at most max_pairs points (or one Gaussian)
             stop = start + max(1, int(torch.searchsorted(torch.cumsum(counts[start:], 0), max_pairs)))
-            gaussian = torch.repeat_interleave(torch.arange(start, stop), counts[start:stop])
-            local = torch.arange(len(gaussian)) - torch.repeat_interleave(torch.cumsum(counts[start:stop], 0)
-                                                                        - counts[start:stop], counts[start:stop])
+            gaussian, local = integer_runs(torch.zeros_like(counts[start:stop]), counts[start:stop])  # a box's cells
+            gaussian = gaussian + start
             sx, sy = size[gaussian, 0], size[gaussian, 1]
             index = low[gaussian] + torch.stack([local % sx, local // sx % sy, local // (sx * sy)], -1)
             d = lo + cell * index - means[gaussian]
@@ -166,7 +174,7 @@ class Gaussians(nn.Module):
         """Add the last renders' image-space gradient norms to the statistics (3DGS's ``add_densification_stats``)."""
         for mean2d in self._mean2d:
             if mean2d.grad is not None:
-                norm = mean2d.grad.norm(dim=-1)
+                norm = mean2d.grad.norm(dim=-1).reshape(-1)  # [N] (gsplat's means are [1,N,2])
                 self.grad_sum += norm
                 self.seen += (norm > 0).float()
         self._mean2d = []
@@ -192,7 +200,7 @@ class Gaussians(nn.Module):
         """Two Gaussians for each one in ``split``: means drawn from it, scales divided by 1.6, the rest copied."""
         rows = split.nonzero()[:, 0].repeat(2)
         scales = self.scales[rows]
-        offsets = torch.randn(scales.shape, generator=generator) * scales
+        offsets = torch.randn(scales.shape, generator=generator).to(scales) * scales
         means = self.means[rows] + (quaternion_to_rotation(self.rotations[rows]) @ offsets[..., None])[..., 0]
         return {"means": means, "log_scales": torch.log(scales / 1.6), "quaternions": self.quaternions[rows],
                 "opacity_logits": self.opacity_logits[rows], "color_logits": self.color_logits[rows]}
@@ -200,7 +208,7 @@ class Gaussians(nn.Module):
     @torch.no_grad()
     def reset_opacity(self, optimizer: torch.optim.Optimizer, ceiling: float = 0.01) -> None:
         """Opacities to at most ``ceiling``; their Adam moments restart."""
-        self.opacity_logits.copy_(torch.minimum(self.opacity_logits, torch.logit(torch.tensor(ceiling))))
+        self.opacity_logits.copy_(torch.minimum(self.opacity_logits, torch.logit(torch.tensor(ceiling)).to(self.opacity_logits)))
         state = optimizer.state.get(self.opacity_logits, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
