@@ -85,7 +85,7 @@ class GaussianSystem(System):
 def gaussians_mesh(gaussians, resolution: int = 64, level: float = 0.1) -> trimesh.Trimesh:
     """The surface where the Gaussians' density (``density_grid``) crosses ``level``, interior cavities filled, as one
     watertight piece (the largest; the others are floaters), vertex-coloured by the density-weighted colour grid."""
-    density, color = gaussians.density_grid(resolution)
+    density, color = (grid.cpu() for grid in gaussians.density_grid(resolution))  # marching cubes runs on the CPU
     mesh = extract_mesh(density, level=level, inside="above", fill_interior=True)
     pieces = mesh.split(only_watertight=False)
     mesh = max(pieces, key=lambda piece: len(piece.faces))
