@@ -134,7 +134,9 @@ def main() -> None:
     parser.add_argument("--guidance-scale", type=float, default=7.5)
     parser.add_argument("--max-hours", type=float, default=None)
     parser.add_argument("--checkpoint-dir", type=Path, default=BUILD / "checkpoint")
-    parser.add_argument("--no-publish", action="store_true", help="score, but leave the shipped prior alone")
+    parser.add_argument("--no-publish", action="store_true",
+                        help="score, and save the U-Net beside the checkpoint (load_toy_mvdream loads that folder), "
+                        "leaving the shipped prior alone")
     args = parser.parse_args()
     if args.cameras != "relative" and not args.no_publish:  # the loaders and the mvdream preset tell it relative ones
         parser.error(f"--cameras {args.cameras}: the shipped prior is told relative cameras; add --no-publish")
@@ -171,6 +173,7 @@ def main() -> None:
     args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     (args.checkpoint_dir / "training.json").write_text(json.dumps(summary, indent=2))
     if args.no_publish:
+        pipe.unet.to(torch.float16).save_pretrained(args.checkpoint_dir / "unet")
         return
 
     out = assets.HERE / "toy_mvdream"
