@@ -95,10 +95,10 @@ def score(pipe, sd, clip, prompts: list[str], samples: int, steps: int, guidance
     """toy-mvdream's sets against toy SD's independent views with view prompts, on ``prompts`` (``samples`` each)."""
     prompts = [p for p in prompts for _ in range(samples)]
     out = {}
-    samplers = {"toy-mvdream": partial(sample_views, cameras=cameras), "toy-sd, view prompts": independent_views}
-    for name, draw in samplers.items():
-        sets = draw(pipe if name == "toy-mvdream" else sd, prompts, 15.0, 0.0, 4, steps, guidance,
-                    torch.Generator().manual_seed(0))
+    samplers = {"toy-mvdream": (pipe, partial(sample_views, cameras=cameras)),
+                "toy-sd, view prompts": (sd, independent_views)}
+    for name, (model, draw) in samplers.items():
+        sets = draw(model, prompts, 15.0, 0.0, 4, steps, guidance, torch.Generator().manual_seed(0))
         per_view = [p for p in prompts for _ in range(4)]
         out[name] = {"r_precision": r_precision(sets.flatten(0, 1), per_view, object_captions(), clip),
                      "view_consistency": view_consistency(sets, prompts, 15.0, ring_azimuths(4), clip)}
