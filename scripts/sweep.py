@@ -39,6 +39,10 @@ after every run (``"complete": false`` until the last), and each run's front vie
 (``FILE.fronts.pt``, ``[3,64,64]`` uint8 per prompt and seed), from which the diversity is computed.
 A sweep stopped part-way (a score sweep or a Janus sweep) continues with ``--resume``: the runs already
 in the file are kept, if the file's method and overrides are the ones asked for.
+
+Each method runs on its preset's prior (``minidiff3d methods``); ``--mvdream-unet FOLDER`` puts a toy-mvdream
+U-Net that ``train_toy_mvdream.py --no-publish`` saved in place of the shipped one (chapter 08's world-camera
+measurement, ``notebooks/results/08_world_cameras.json``).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from minidiff3d.config import parse_assignment
 from minidiff3d.images import to_channels_first
 from minidiff3d.metrics import clip_diversity, janus_rate, laplacian_energy, r_precision, saturation
 from minidiff3d.priors import load, object_captions
+from minidiff3d.priors.toy_mvdream import load_toy_mvdream
 from minidiff3d.runtime import describe_machine
 from minidiff3d.systems import PRESETS, CoarseToFine, System, back_view, fit_parallel, orbit_r_precision, run_config
 from minidiff3d.toyworld import make_object, render as toy_render
@@ -144,7 +149,7 @@ def sweep(prompts: list[str], seeds: list[int], overrides: dict, method: str = "
     Runs whose (prompt, seed) is among the records ``done`` are not run again; ``on_record(records)``
     is called after each new run with every record so far.
     """
-    pipe, clip = pipe or load("toy-sd"), clip or load("toy-clip")
+    pipe, clip = pipe or load(PRESETS[method].prior), clip or load("toy-clip")
     candidates, records = object_captions(), list(done)
     finished = {(r["prompt"], r["seed"]) for r in records}
     for seed in seeds:
@@ -261,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, metavar="N", help="score R-precision every N steps (the record's curve)")
     parser.add_argument("--out", type=Path, help="write the records as JSON (and the front views beside it)")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --out and run the rest")
+    parser.add_argument("--mvdream-unet", type=Path, metavar="FOLDER",
+                        help="method mvdream: the U-Net that train_toy_mvdream.py --no-publish saved (FOLDER/unet), "
+                             "in place of the shipped toy-mvdream's")
     args = parser.parse_args(argv)
     try:
         overrides = dict(parse_assignment(item) for item in args.set)
@@ -274,9 +282,14 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"--method {method}: takes an input image; the sweep runs text prompts")
         if args.resume and args.out is None:
             raise ValueError("--resume: needs --out")
+        if args.mvdream_unet and "mvdream" not in (args.methods or [args.method]):
+            raise ValueError("--mvdream-unet: only with the method mvdream")
+        if args.mvdream_unet and not (args.mvdream_unet / "unet").is_dir():
+            raise ValueError(f"--mvdream-unet: expected a folder holding unet/, got {args.mvdream_unet}")
     except ValueError as error:
         raise SystemExit(f"sweep: {error}")
     clip = load("toy-clip")
+    pipes = {"mvdream": load_toy_mvdream(args.mvdream_unet, load("toy-sd"))} if args.mvdream_unet else {}
     given = sys.argv[1:] if argv is None else argv
     saved = dict(command="python scripts/sweep.py " + shlex.join(a for a in given if a != "--resume"),  # what made the file
                  machine=describe_machine(), date=datetime.date.today().isoformat(), version=minidiff3d.__version__,
@@ -288,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             done = resumed_janus(args.out, saved) if args.resume else []
         except ValueError as error:
             raise SystemExit(f"sweep: {error}")
-        records = janus_sweep(args.prompts, args.seeds, overrides, methods, clip=clip, done=done,
+        records = janus_sweep(args.prompts, args.seeds, overrides, methods, pipes=pipes, clip=clip, done=done,
                               on_record=lambda records: write_results(args.out, {**saved, "complete": False,
                                                                                  "records": records}))
         print(janus_table(records))
@@ -307,8 +320,8 @@ def main(argv: list[str] | None = None) -> None:
                       {f"{r['prompt']}|{r['seed']}": to_uint8(r["front"]) for r in records})
         return diversities
 
-    records = sweep(args.prompts, args.seeds, overrides, args.method, args.fit_renders, clip=clip, done=done,
-                    on_record=save if args.out else None, eval_every=args.eval_every)
+    records = sweep(args.prompts, args.seeds, overrides, args.method, args.fit_renders, pipe=pipes.get(args.method),
+                    clip=clip, done=done, on_record=save if args.out else None, eval_every=args.eval_every)
     diversities = save(records, complete=True) if args.out else diversity(records, clip)
     print(table(records, args.prompts, args.seeds, diversities))
 

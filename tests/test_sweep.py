@@ -212,7 +212,8 @@ def test_janus_sweep_file_names_its_methods_and_is_complete_only_at_the_end(tmp_
     monkeypatch.setattr(sweep_script, "load", lambda name: object())
     written = []
 
-    def fake_sweep(prompts, seeds, overrides, methods, clip, on_record, done):
+    def fake_sweep(prompts, seeds, overrides, methods, pipes, clip, on_record, done):
+        assert pipes == {}  # each method on its preset's prior
         records = [dict(method=m, prompt=prompts[0], seed=0, view_dependent=False, janus=False, r_precision=1.0,
                         seconds=1.0) for m in methods]
         written.append(list(done))
@@ -235,6 +236,31 @@ def test_janus_sweep_file_names_its_methods_and_is_complete_only_at_the_end(tmp_
         sweep_script.main(["--methods", "mvdream"])
     with pytest.raises(SystemExit, match="takes an input image"):
         sweep_script.main(["--janus", "--methods", "zero123"])
+
+
+def test_a_score_sweep_runs_on_its_methods_prior(monkeypatch):
+    asked = []
+    monkeypatch.setattr(sweep_script, "load", lambda name: asked.append(name) or object())
+    for method in ("dreamfusion", "mvdream"):
+        assert sweep_script.sweep([], [0], {}, method, clip=object()) == []
+    assert asked == ["toy-sd", "toy-mvdream"]
+
+
+def test_mvdream_unet_puts_a_saved_unet_in_place_of_the_shipped_one(tmp_path, monkeypatch):
+    from minidiff3d.priors.toy_mvdream import tiny_mvdream
+    trained = tiny_mvdream(seed=3)
+    trained.unet.save_pretrained(tmp_path / "run" / "unet")
+    monkeypatch.setattr(sweep_script, "load", lambda name: tiny_stable_diffusion() if name == "toy-sd" else object())
+    handed = {}
+    monkeypatch.setattr(sweep_script, "janus_sweep", lambda *args, pipes, **kwargs: handed.update(pipes) or [])
+    sweep_script.main(["--janus", "--methods", "mvdream", "--mvdream-unet", str(tmp_path / "run")])
+    loaded = handed["mvdream"].unet.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in trained.unet.state_dict().items())
+    assert handed["mvdream"].unet.config.class_embed_type == "projection"  # the camera MLP came along
+    with pytest.raises(SystemExit, match="--mvdream-unet: only with the method mvdream"):
+        sweep_script.main(["--janus", "--methods", "dreamfusion", "--mvdream-unet", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="--mvdream-unet: expected a folder holding unet/"):
+        sweep_script.main(["--janus", "--methods", "mvdream", "--mvdream-unet", str(tmp_path)])
 
 
 def test_a_janus_sweep_skips_the_runs_it_is_handed(tiny_pipe, monkeypatch):
