@@ -147,3 +147,49 @@ def test_score_table_holds_the_baselines_and_the_vae_ceiling(tiny):
         by_hand = (tiny.vae.decode(tiny.vae.encode(truth * 2 - 1).latent_dist.mode()).sample + 1) / 2
     assert torch.allclose(tiny.round_trip(truth), by_hand.clamp(0, 1), atol=1e-6)
     assert table[90.0]["vae"] == pytest.approx(image_scores(by_hand.clamp(0, 1), truth))
+
+
+def _training_script():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "train_toy_zero123", Path(__file__).resolve().parents[1] / "scripts" / "train_toy_zero123.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("max_weight", [1.0, 20.0, 1e6])
+def test_training_loss_weights_each_view_by_capped_inverse_alpha_bar(max_weight):
+    from diffusers import DDPMScheduler
+    script = _training_script()
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    n, views = 64, 4
+    # all-zero latents: the noisy latent is sqrt(1 - ᾱ_t) ε, so a model that predicts zeros reveals ε and t
+    latents, embeds = torch.zeros(n, 4, 2, 2), torch.zeros(n, 8)
+    angles = torch.zeros(n)
+    seen = {}
+
+    def model(noisy, t, image_latents, image_embeds, camera, drop):
+        seen.update(noisy=noisy, t=t)
+        return torch.zeros_like(noisy)
+
+    loss_fn = script.pair_loss(latents, embeds, angles, angles, views, 1.0, scheduler, max_weight)
+    torch.manual_seed(0)
+    loss = loss_fn(model, (torch.arange(n),))
+    alpha_bar = scheduler.alphas_cumprod[seen["t"]]
+    noise = seen["noisy"] / (1 - alpha_bar).sqrt()[:, None, None, None]
+    errors = (noise ** 2).mean((1, 2, 3))
+    weights = torch.minimum(1 / alpha_bar, torch.tensor(max_weight))
+    assert torch.allclose(loss, (weights * errors).sum() / weights.sum(), rtol=1e-5)
+    if max_weight == 1.0:  # plain ε-loss
+        assert torch.allclose(loss, errors.mean(), rtol=1e-5)
+    elif max_weight > 1e5:  # uncapped: v-prediction's weight on the ε error, (SNR + 1) / SNR
+        snr = alpha_bar / (1 - alpha_bar)
+        assert torch.allclose(weights, (snr + 1) / snr, rtol=1e-4)
+
+
+def test_training_loss_rejects_weights_below_one():
+    script = _training_script()
+    with pytest.raises(ValueError, match="max_weight"):
+        script.pair_loss(torch.zeros(4, 4, 2, 2), torch.zeros(4, 8), torch.zeros(4), torch.zeros(4), 2, 1.0, None, 0.5)
