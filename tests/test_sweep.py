@@ -93,8 +93,12 @@ def test_sweep_scores_every_prompt_and_seed_and_tabulates_them(tiny_pipe, monkey
 
 def test_sweep_writes_its_command_machine_and_date_and_refuses_a_bad_key(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_script, "load", lambda name: object())
-    monkeypatch.setattr(sweep_script, "sweep", lambda prompts, seeds, overrides, method, fit_renders, clip, done, on_record, eval_every: [
-        dict(prompt=prompts[0], seed=seeds[0], r_precision=0.5, saturation=0.25, seconds=1.0, front=torch.zeros(1, 3, 4, 4))])
+    def fake_sweep(prompts, seeds, overrides, method, fit_renders, pipe, clip, done, on_record, eval_every):
+        assert pipe is None  # the method's preset prior, loaded by sweep()
+        return [dict(prompt=prompts[0], seed=seeds[0], r_precision=0.5, saturation=0.25, seconds=1.0,
+                     front=torch.zeros(1, 3, 4, 4))]
+
+    monkeypatch.setattr(sweep_script, "sweep", fake_sweep)
     monkeypatch.setattr(sweep_script, "diversity", lambda records, clip: {})
     out = tmp_path / "results.json"
     sweep_script.main(["--prompts", "a red torus", "--set", "system.steps=2", "--out", str(out)])
