@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from minidiff3d import assets, seed_everything
+from minidiff3d.diffusion import epsilon_loss_weights, weighted_mse
 from minidiff3d.metrics import r_precision, view_consistency
 from minidiff3d.mvdream import CAMERA_CONVENTIONS, CAMERA_WIDTH, camera_inputs, denoising_loss, independent_views, \
     multiview_unet, ring_azimuths, sample_views, set_views
@@ -62,9 +62,11 @@ def text_table(sd, texts: list[str]) -> tuple[torch.Tensor, dict[str, int]]:
     return sd.encode_prompt(texts, "cpu", 1, False)[0], {text: i for i, text in enumerate(texts)}
 
 
-def set_loss(unet, sets: dict, single: dict, embeddings, scheduler, single_share: float):
+def set_loss(unet, sets: dict, single: dict, embeddings, scheduler, single_share: float, max_weight: float = 1.0):
     """The loss of one batch: B multi-view sets (V views denoised together at one t), or, with probability
-    ``single_share``, B·V single images of toy SD's data, per-view attention, zero cameras."""
+    ``single_share``, B·V single images of toy SD's data, per-view attention, zero cameras. Each view's ε error
+    is weighted by min(1/ᾱ_t, ``max_weight``) (``diffusion.epsilon_loss_weights``; 1 is plain ε-loss)."""
+    weights = epsilon_loss_weights(scheduler, max_weight)
     n_steps, views = scheduler.config.num_train_timesteps, sets["latents"].shape[1]
 
     def loss_fn(model, batch):
@@ -86,7 +88,7 @@ def set_loss(unet, sets: dict, single: dict, embeddings, scheduler, single_share
         device = next(model.parameters()).device
         predicted = model(scheduler.add_noise(clean, noise, t).to(device), t.to(device), embeddings[text].to(device),
                           class_labels=cameras.to(device)).sample
-        return F.mse_loss(predicted, noise.to(device))
+        return weighted_mse(predicted, noise.to(device), weights[t])
 
     return loss_fn
 
@@ -129,6 +131,8 @@ def main() -> None:
                         help="each view's camera as the model is told it: relative to the first view (the shipped "
                         "prior), or world cameras in the released MVDream's axes (mvdream)")
     parser.add_argument("--single-share", type=float, default=0.3, help="share of steps on single images")
+    parser.add_argument("--max-weight", type=float, default=1.0,
+                        help="cap of the loss weight 1/alpha-bar_t on the ε error (1: plain ε-loss, the shipped prior's)")
     parser.add_argument("--eval-samples", type=int, default=4, help="4-view sets per held-out caption")
     parser.add_argument("--eval-steps", type=int, default=25, help="DDIM steps of the held-out samples")
     parser.add_argument("--guidance-scale", type=float, default=7.5)
@@ -155,7 +159,8 @@ def main() -> None:
     single = {"latents": torch.cat([single_latents, single_latents]), "text": torch.tensor([row[c] for c in single_texts])}
 
     unet = multiview_unet(copy.deepcopy(sd.unet))
-    loss_fn = set_loss(unet, sets, single, embeddings, DDPMScheduler.from_config(SD_SCHEDULE), args.single_share)
+    loss_fn = set_loss(unet, sets, single, embeddings, DDPMScheduler.from_config(SD_SCHEDULE), args.single_share,
+                      args.max_weight)
     result = fit(unet, (torch.arange(len(sets["latents"])),), loss_fn, steps=args.steps, batch_size=args.batch_size,
                  lr=args.lr, lr_schedule="cosine", ema_decay=0.999, log_every=50, checkpoint_dir=args.checkpoint_dir,
                  checkpoint_every=250, max_seconds=args.max_hours * 3600 if args.max_hours else None,
@@ -168,7 +173,7 @@ def main() -> None:
                    args.cameras)
     print(json.dumps({"held-out denoising loss": ablation, **scores}, indent=2))
     summary = {"steps": history["step"][-1], "minutes": history["seconds"][-1] / 60, "machine": describe_machine(),
-               "cameras": args.cameras, "final_loss": history["loss"][-1], "camera_ablation": ablation,
+               "cameras": args.cameras, "final_loss": history["loss"][-1], "max_weight": args.max_weight, "camera_ablation": ablation,
                "scores": scores}
     args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     (args.checkpoint_dir / "training.json").write_text(json.dumps(summary, indent=2))
@@ -206,7 +211,7 @@ encoder, tokenizer and scheduler around it, with joint multi-view self-attention
 - **Held out:** {', '.join(MULTIVIEW_HELD_OUT)}: never seen as sets (toy SD knew them as single images).
 - **Start:** toy SD's U-Net; the camera MLP's last layer zero-initialised.
 - **Training:** {history['step'][-1]} steps of {args.batch_size} sets (or {args.batch_size * 4} single images), AdamW lr {args.lr}
-  (cosine), EMA 0.999, ε-prediction on SD's schedule; {history['seconds'][-1] / 60:.0f} min on {describe_machine()};
+  (cosine), EMA 0.999, ε-prediction on SD's schedule{f', the ε error weighted by min(1/ᾱ_t, {args.max_weight:g})' if args.max_weight > 1 else ''}; {history['seconds'][-1] / 60:.0f} min on {describe_machine()};
   final loss {history['loss'][-1]:.4f}; {date.today().isoformat()}.
 - **Held-out quality:** {args.eval_samples} sets per held-out caption at elevation 15°, azimuths 0/90/180/270,
   {args.eval_steps} DDIM steps, guidance {args.guidance_scale}; per-view R-precision under toy CLIP (80 candidates) and view
@@ -219,7 +224,7 @@ encoder, tokenizer and scheduler around it, with joint multi-view self-attention
   | sampler | R-precision | view consistency |
   |---|---|---|
 {rows}
-- **Reproduce:** `scripts/train_toy_mvdream.py --steps {args.steps} --batch-size {args.batch_size} --lr {args.lr} --seeds {args.seeds} --sets {args.sets} --single-share {args.single_share}`.
+- **Reproduce:** `scripts/train_toy_mvdream.py --steps {args.steps} --batch-size {args.batch_size} --lr {args.lr} --seeds {args.seeds} --sets {args.sets} --single-share {args.single_share}{f' --max-weight {args.max_weight:g}' if args.max_weight > 1 else ''}`.
 
 Load with `minidiff3d.priors.load("toy-mvdream")`.
 """

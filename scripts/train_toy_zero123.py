@@ -21,10 +21,10 @@ from datetime import date
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from minidiff3d import assets, seed_everything
+from minidiff3d.diffusion import epsilon_loss_weights, weighted_mse
 from minidiff3d.priors import caption_dataset, load
 from minidiff3d.priors.clip import clip_pixels
 from minidiff3d.priors.data import HELD_OUT_SEED
@@ -54,16 +54,9 @@ def encode(data: dict, sd, clip, chunk: int = 256) -> tuple[torch.Tensor, torch.
 
 def pair_loss(latents, embeds, elevations, azimuths, views_per_object: int, scaling: float, scheduler,
               max_weight: float = 1.0):
-    """The loss of one batch of target views, each paired with a random view of its own object.
-
-    Each view's ε error is weighted by min(1/ᾱ_t, ``max_weight``), then averaged with those weights. 1/ᾱ_t
-    = (SNR + 1)/SNR is the weight v-prediction's loss puts on the ε error. Plain ε-loss (``max_weight`` 1)
-    weighs every step alike, though at t = 950 the clean latent's estimate is off by 1/SNR = 120 times the
-    ε error, squared (SD's schedule): those noisy steps set the view's layout, which is what the input's
-    latent and the camera should decide, and plain ε-loss barely teaches them.
-    """
-    if max_weight < 1:
-        raise ValueError(f"max_weight: expected at least 1 (1 is plain ε-loss), got {max_weight}")
+    """The loss of one batch of target views, each paired with a random view of its own object: each view's ε
+    error weighted by min(1/ᾱ_t, ``max_weight``) (``diffusion.epsilon_loss_weights``; 1 is plain ε-loss)."""
+    weights = epsilon_loss_weights(scheduler, max_weight)
     n_steps = scheduler.config.num_train_timesteps
 
     def loss_fn(model, batch):
@@ -78,9 +71,7 @@ def pair_loss(latents, embeds, elevations, azimuths, views_per_object: int, scal
         drop = torch.rand(target.shape) < DROP
         predicted = model(noisy.to(device), t.to(device), latents[source].to(device), embeds[source].to(device),
                           camera.to(device), drop.to(device))
-        weights = (1 / scheduler.alphas_cumprod[t]).clamp(max=max_weight).to(device)
-        errors = F.mse_loss(predicted, noise.to(device), reduction="none").mean((1, 2, 3))
-        return (weights * errors).sum() / weights.sum()
+        return weighted_mse(predicted, noise.to(device), weights[t])
 
     return loss_fn
 

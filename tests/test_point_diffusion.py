@@ -150,3 +150,29 @@ def test_training_target_follows_the_prediction_type(prediction_type):
     by_hand = {"epsilon": noise, "v_prediction": a.sqrt() * noise - (1 - a).sqrt() * x0, "sample": x0}[prediction_type]
     torch.testing.assert_close(training_target(scheduler, x0, noise, t), by_hand)
     assert a[-1].item() == 0.0  # zero terminal SNR: at t = T nothing of x0 is left, so only v (or x0) can be learnt
+
+
+def test_epsilon_loss_weights_are_capped_inverse_alpha_bar():
+    from minidiff3d.diffusion import epsilon_loss_weights
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    alpha_bar = scheduler.alphas_cumprod
+    assert torch.equal(epsilon_loss_weights(scheduler), torch.ones(1000))  # plain ε-loss
+    capped = epsilon_loss_weights(scheduler, 20.0)
+    assert capped.max() == 20.0 and torch.allclose(capped[:700], 1 / alpha_bar[:700])  # 1/ᾱ passes 20 near t = 765
+    snr = alpha_bar / (1 - alpha_bar)
+    assert torch.allclose(epsilon_loss_weights(scheduler, 1e9), (snr + 1) / snr)  # v-prediction's weight on ε
+    with pytest.raises(ValueError, match="max_weight"):
+        epsilon_loss_weights(scheduler, 0.5)
+
+
+def test_weighted_mse_by_hand():
+    from minidiff3d.diffusion import weighted_mse
+    predicted = torch.tensor([[1.0, 1.0], [0.0, 2.0]])
+    target = torch.zeros(2, 2)
+    # per-sample errors 1 and 2, weights 1 and 3: (1·1 + 3·2) / 4
+    assert weighted_mse(predicted, target, torch.tensor([1.0, 3.0])).item() == pytest.approx(7 / 4)
+    assert weighted_mse(predicted, target, torch.ones(2)).item() == pytest.approx(1.5)  # plain MSE
+    with pytest.raises(ValueError, match="weights"):
+        weighted_mse(predicted, target, torch.ones(3))
+    with pytest.raises(ValueError, match="target"):
+        weighted_mse(predicted, torch.zeros(2, 3), torch.ones(2))
