@@ -42,7 +42,8 @@ in the file are kept, if the file's method and overrides are the ones asked for.
 
 Each method runs on its preset's prior (``minidiff3d methods``); ``--mvdream-unet FOLDER`` puts a toy-mvdream
 U-Net that ``train_toy_mvdream.py --no-publish`` saved in place of the shipped one (chapter 08's world-camera
-measurement, ``notebooks/results/08_world_cameras.json``).
+measurement, ``notebooks/results/08_world_cameras.json``; a U-Net trained on world cameras must be told them,
+``--set guidance.camera_convention=mvdream``). The file records the folder, and ``--resume`` checks it.
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def fit_scored(run, score, eval_every: int | None = None) -> dict:
 
 def sweep(prompts: list[str], seeds: list[int], overrides: dict, method: str = "dreamfusion", fit_renders: bool = False,
           pipe=None, clip=None, done: list[dict] = (), on_record=None, eval_every: int | None = None) -> list[dict]:
-    """One record per prompt and seed: ``evaluate``'s scores, seconds, and what ``fit_scored`` adds.
+    """One record per prompt and seed: ``evaluate``'s scores, seconds, and what ``fit_scored`` adds. ``pipe`` None:
+    the method's preset prior.
 
     Runs whose (prompt, seed) is among the records ``done`` are not run again; ``on_record(records)``
     is called after each new run with every record so far.
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --out and run the rest")
     parser.add_argument("--mvdream-unet", type=Path, metavar="FOLDER",
                         help="method mvdream: the U-Net that train_toy_mvdream.py --no-publish saved (FOLDER/unet), "
-                             "in place of the shipped toy-mvdream's")
+                             "in place of the shipped toy-mvdream's (one trained with --cameras mvdream also needs "
+                             "--set guidance.camera_convention=mvdream)")
     args = parser.parse_args(argv)
     try:
         overrides = dict(parse_assignment(item) for item in args.set)
@@ -283,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume and args.out is None:
             raise ValueError("--resume: needs --out")
         if args.mvdream_unet and "mvdream" not in (args.methods or [args.method]):
-            raise ValueError("--mvdream-unet: only with the method mvdream")
+            raise ValueError(f"--mvdream-unet: only with the method mvdream, got {args.methods or args.method}")
         if args.mvdream_unet and not (args.mvdream_unet / "unet").is_dir():
             raise ValueError(f"--mvdream-unet: expected a folder holding unet/, got {args.mvdream_unet}")
     except ValueError as error:
@@ -293,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     given = sys.argv[1:] if argv is None else argv
     saved = dict(command="python scripts/sweep.py " + shlex.join(a for a in given if a != "--resume"),  # what made the file
                  machine=describe_machine(), date=datetime.date.today().isoformat(), version=minidiff3d.__version__,
-                 method=args.method, overrides=overrides)
+                 method=args.method, overrides=overrides,
+                 mvdream_unet=str(args.mvdream_unet) if args.mvdream_unet else None)
     if args.janus:
         methods = args.methods or [args.method]
         saved.update(method=methods)
@@ -367,7 +371,7 @@ def resumed_janus(out: Path, asked: dict) -> list[dict]:
     if not out.exists():
         return []
     previous = json.loads(out.read_text())
-    for key in ("method", "overrides"):
+    for key in ("method", "overrides", "mvdream_unet"):
         if previous.get(key) != asked[key]:
             raise ValueError(f"--resume: {out} has {key}={previous.get(key)!r}, this sweep asks for {asked[key]!r}")
     return previous["records"]
@@ -378,7 +382,7 @@ def resumed_records(out: Path, asked: dict) -> list[dict]:
     if not out.exists():
         return []
     previous = json.loads(out.read_text())
-    for key in ("method", "overrides", "fit_renders", "eval_every"):
+    for key in ("method", "overrides", "mvdream_unet", "fit_renders", "eval_every"):
         if previous.get(key) != asked[key]:
             raise ValueError(f"--resume: {out} has {key}={previous.get(key)!r}, this sweep asks for {asked[key]!r}")
     fronts = torch.load(fronts_path(out))

@@ -70,7 +70,7 @@ def set_loss(unet, sets: dict, single: dict, embeddings, scheduler, single_share
     n_steps, views = scheduler.config.num_train_timesteps, sets["latents"].shape[1]
 
     def loss_fn(model, batch):
-        chosen = batch[0]
+        chosen = batch[0].cpu()  # indexes the CPU tensors; the model's inputs move to its device below
         if torch.rand(()) < single_share:
             rows = torch.randint(len(single["latents"]), (len(chosen) * views,))
             clean, text, group = single["latents"][rows], single["text"][rows], 1
@@ -142,6 +142,8 @@ def main() -> None:
                         help="score, and save the U-Net beside the checkpoint (load_toy_mvdream loads that folder), "
                         "leaving the shipped prior alone")
     args = parser.parse_args()
+    if not args.max_weight >= 1:
+        parser.error(f"--max-weight: expected at least 1 (1 is plain ε-loss), got {args.max_weight}")
     if args.cameras != "relative" and not args.no_publish:  # the loaders and the mvdream preset tell it relative ones
         parser.error(f"--cameras {args.cameras}: the shipped prior is told relative cameras; add --no-publish")
     seed_everything(0)

@@ -8,7 +8,8 @@ toy SD's, its 4 new input channels (the input view's latent) zero-initialised, a
 projection starts as the identity on the CLIP embedding. Pairs are two views of one toy-world object
 (``caption_dataset``'s random orbit cameras); the VAE latents and CLIP image embeddings are computed
 once, so a step costs one U-Net pass. Both conditions are dropped together with probability 0.1, for
-classifier-free guidance. At the end the script scores the EMA model on held-out objects (seeds
+classifier-free guidance. Unlike Zero-1-to-3's plain ε-loss, each view's ε error is weighted by
+min(1/ᾱ_t, ``--max-weight``): the noisy steps that set the view's layout count (chapter 07's pitfall). At the end the script scores the EMA model on held-out objects (seeds
 from 10000, never trained on) turned by 30°, 90° and 180°, saves the U-Net and projection in fp16
 under ``minidiff3d/assets/toy_zero123`` with a model card, and enters them in the asset manifest.
 """
@@ -60,8 +61,7 @@ def pair_loss(latents, embeds, elevations, azimuths, views_per_object: int, scal
     n_steps = scheduler.config.num_train_timesteps
 
     def loss_fn(model, batch):
-        target = batch[0]
-        device = target.device
+        device, target = batch[0].device, batch[0].cpu()  # the indices address CPU tensors; the model's inputs move
         source = target // views_per_object * views_per_object + torch.randint(views_per_object, target.shape)
         camera = relative_camera(elevations[source], azimuths[source], elevations[target], azimuths[target])
         clean = latents[target] * scaling
@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=BUILD / "checkpoint")
     parser.add_argument("--no-publish", action="store_true", help="score, but leave the shipped prior alone")
     args = parser.parse_args()
+    if not args.max_weight >= 1:
+        parser.error(f"--max-weight: expected at least 1 (1 is plain ε-loss), got {args.max_weight}")
     seed_everything(0)
     sd, clip = load("toy-sd", device="cpu"), load("toy-clip", device="cpu")
     data = caption_dataset(range(args.seeds), args.views)

@@ -5,7 +5,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from minidiff3d.diffusion import PointCloudTransformer, guided_noise, sample, train_denoiser, training_target
+from minidiff3d.diffusion import (PointCloudTransformer, epsilon_loss_weights, guided_noise, sample, train_denoiser,
+                                  training_target, weighted_mse)
+from minidiff3d.priors.toy_sd import SD_SCHEDULE
 
 
 def random_model(seed=0, **kwargs):
@@ -153,20 +155,19 @@ def test_training_target_follows_the_prediction_type(prediction_type):
 
 
 def test_epsilon_loss_weights_are_capped_inverse_alpha_bar():
-    from minidiff3d.diffusion import epsilon_loss_weights
-    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    scheduler = DDPMScheduler.from_config(SD_SCHEDULE)
     alpha_bar = scheduler.alphas_cumprod
     assert torch.equal(epsilon_loss_weights(scheduler), torch.ones(1000))  # plain ε-loss
     capped = epsilon_loss_weights(scheduler, 20.0)
     assert capped.max() == 20.0 and torch.allclose(capped[:700], 1 / alpha_bar[:700])  # 1/ᾱ passes 20 near t = 765
     snr = alpha_bar / (1 - alpha_bar)
     assert torch.allclose(epsilon_loss_weights(scheduler, 1e9), (snr + 1) / snr)  # v-prediction's weight on ε
-    with pytest.raises(ValueError, match="max_weight"):
-        epsilon_loss_weights(scheduler, 0.5)
+    for bad in (0.5, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_weight"):
+            epsilon_loss_weights(scheduler, bad)
 
 
 def test_weighted_mse_by_hand():
-    from minidiff3d.diffusion import weighted_mse
     predicted = torch.tensor([[1.0, 1.0], [0.0, 2.0]])
     target = torch.zeros(2, 2)
     # per-sample errors 1 and 2, weights 1 and 3: (1·1 + 3·2) / 4

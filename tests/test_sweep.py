@@ -257,7 +257,11 @@ def test_mvdream_unet_puts_a_saved_unet_in_place_of_the_shipped_one(tmp_path, mo
     monkeypatch.setattr(sweep_script, "load", lambda name: tiny_stable_diffusion() if name == "toy-sd" else object())
     handed = {}
     monkeypatch.setattr(sweep_script, "janus_sweep", lambda *args, pipes, **kwargs: handed.update(pipes) or [])
-    sweep_script.main(["--janus", "--methods", "mvdream", "--mvdream-unet", str(tmp_path / "run")])
+    out = tmp_path / "janus.json"
+    sweep_script.main(["--janus", "--methods", "mvdream", "--mvdream-unet", str(tmp_path / "run"), "--out", str(out)])
+    assert json.loads(out.read_text())["mvdream_unet"] == str(tmp_path / "run")
+    with pytest.raises(SystemExit, match="--resume: .* has mvdream_unet="):  # a resumed sweep keeps its prior
+        sweep_script.main(["--janus", "--methods", "mvdream", "--out", str(out), "--resume"])
     loaded = handed["mvdream"].unet.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in trained.unet.state_dict().items())
     assert handed["mvdream"].unet.config.class_embed_type == "projection"  # the camera MLP came along

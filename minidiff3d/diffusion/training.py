@@ -8,9 +8,13 @@ conditional and the unconditional prediction that classifier-free guidance combi
 The same objective trains the point-cloud transformer (chapter 02), the 3-D U-Net (chapter 03) and
 toy SD's text-conditioned U-Net: any model ``model(x_t, t, condition).sample``, where the condition
 is a class label, or a row of ``label_embeddings`` (e.g. a caption's text-encoder states).
+``epsilon_loss_weights`` and ``weighted_mse`` weigh the ε error by timestep instead, for the
+fine-tuning scripts whose conditions decide a sample's layout (toy-zero123, toy-mvdream).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from diffusers import DDPMScheduler
@@ -35,13 +39,15 @@ def epsilon_loss_weights(scheduler: DDPMScheduler, max_weight: float = 1.0) -> t
     t = 950 on Stable Diffusion's schedule. Those noisy steps set a sample's layout, which is what a
     view- or camera-conditioned model's conditions should decide, and plain ε-loss barely teaches them.
     """
-    if not max_weight >= 1:
-        raise ValueError(f"max_weight: expected at least 1 (1 is plain ε-loss), got {max_weight}")
+    if not 1 <= max_weight < math.inf:
+        raise ValueError(f"max_weight: expected a finite number of at least 1 (1 is plain ε-loss), got {max_weight}")
     return (1 / scheduler.alphas_cumprod).clamp(max=max_weight)
 
 
 def weighted_mse(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Each sample's mean squared error (``predicted``, ``target`` ``[B,...]``), averaged with ``weights [B]``."""
+    """Each sample's mean squared error (``predicted``, ``target`` ``[B,...]``), averaged with ``weights [B]`` (non-negative,
+    not all zero): a scalar ``[]``."""
+    check_tensor("predicted", predicted, floating=True)
     check_tensor("target", target, shape=list(predicted.shape))
     check_tensor("weights", weights, shape=[len(predicted)])
     errors = (predicted - target).pow(2).flatten(1).mean(1)

@@ -26,7 +26,8 @@ def assemble_mvdream(sd: StableDiffusionPipeline, unet: UNet2DConditionModel, nu
 
 
 def load_toy_mvdream(folder, sd: StableDiffusionPipeline) -> StableDiffusionPipeline:
-    """The shipped U-Net in ``folder`` (fp32) on toy SD's other parts."""
+    """The U-Net saved in ``folder/unet`` (the shipped one, or one ``train_toy_mvdream.py --no-publish`` saved), in fp32,
+    on toy SD's other parts."""
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", local_files_only=True, dtype=torch.float32)
     return assemble_mvdream(sd, unet)
 

@@ -267,7 +267,7 @@ def one2345() -> One2345Config:
     """One-2-3-45 on toy-zero123: 15 views sampled around the input (8 turns at the input's elevation and at 50°),
     then the density field fitted to them and the input for 200 steps, lit by the toy world's unjittered light."""
     # 200 steps: the duck's and the house's unseen turns score as after 300 (16.31 and 15.70 dB, against 16.31 and
-    # 15.60), in two thirds of the time that the 45-second goal counts
+    # 15.60) in two thirds of the time; the 45-second goal counts the fit
     return One2345Config("one2345", system=SystemConfig(steps=200),
                          material=MaterialConfig(shading_probs={"lambertian": 1.0}, light_spread=0.0),
                          guidance=RingConfig(), prompt=ImagePromptConfig())
