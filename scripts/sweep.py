@@ -6,7 +6,9 @@
     python scripts/sweep.py --prompts "a yellow duck" --janus --seeds 0 1 2 3 4 5 6 7 8 9 --set system.steps=200 \
         --out notebooks/results/04_janus.json                                         # chapter 04's Janus table
     python scripts/sweep.py --janus --methods dreamfusion mvdream --prompts "a yellow duck" "a pink mug" \
-        "a purple snowman" --seeds 0 1 2 3 4 5 6 7 --set system.steps=200 --out notebooks/results/08_janus.json
+        "a purple snowman" --seeds 0 1 2 3 4 5 6 7 --out notebooks/results/08_janus.json     # chapter 08's
+    python scripts/sweep.py --janus --methods dreamfusion mvdream --prompts "a yellow duck" \
+        --seeds 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 --out notebooks/results/08_janus_duck.json
 
 Each run is ``run_config(method, prompt, overrides).build(pipe)`` with the seed set, so a
 ``--set`` takes any key of the method's config (``minidiff3d methods`` lists the presets). Prints a
