@@ -244,3 +244,16 @@ def test_parse_assignment_reads_json_values_and_keeps_strings():
     assert parse_assignment("prompt.negative=blurry") == ("prompt.negative", "blurry")
     with pytest.raises(ValueError, match="--set: expected KEY=VALUE"):
         parse_assignment("guidance.guidance_scale")
+
+
+def test_a_saved_state_is_a_snapshot_that_two_runs_can_continue_apart(tiny_pipe):
+    config = small(**{"system.steps": 4})
+    first = config.build(tiny_pipe)
+    first.fit(2, show_progress=False)
+    state, logged = first.state_dict(), list(first.history["step"])
+    second = config.build(tiny_pipe)
+    second.load_state_dict(state)
+    second.fit(3, show_progress=False)  # steps 3 to 5
+    first.fit(1, show_progress=False)  # step 3
+    assert state["history"]["step"] == logged  # the log as saved, not as either run went on
+    assert len(logged) == 2 and first.history["step"] == logged + [3] and second.history["step"] == logged + [3, 4, 5]

@@ -17,6 +17,7 @@ builds them from a ``RunConfig`` (a method's preset, ``systems.PRESETS``).
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -235,7 +236,8 @@ class System:
         """Everything a run needs to continue exactly: the learned parts, the optimiser, the step and the generator."""
         return {"geometry": self.geometry.state_dict(), "background": self.background.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "guidance": self.guidance.state_dict(),
-                "step_count": self.step_count, "generator": self.generator.get_state(), "history": self.history}
+                "step_count": self.step_count, "generator": self.generator.get_state(),
+                "history": copy.deepcopy(self.history)}  # a snapshot: the live log grows as the run goes on
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``: the next ``step`` is the one the saved run would have taken."""
@@ -243,7 +245,7 @@ class System:
         self.background.load_state_dict(state["background"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.guidance.load_state_dict(state["guidance"])
-        self.step_count, self.history = int(state["step_count"]), state["history"]
+        self.step_count, self.history = int(state["step_count"]), copy.deepcopy(state["history"])
         self.generator.set_state(state["generator"])
 
     @torch.no_grad()
