@@ -142,8 +142,10 @@ def main() -> None:
                         help="score, and save the U-Net beside the checkpoint (load_toy_mvdream loads that folder), "
                         "leaving the shipped prior alone")
     args = parser.parse_args()
-    if not args.max_weight >= 1:
-        parser.error(f"--max-weight: expected at least 1 (1 is plain ε-loss), got {args.max_weight}")
+    try:  # the loss's own rule, checked before the data is rendered and encoded
+        epsilon_loss_weights(DDPMScheduler.from_config(SD_SCHEDULE), args.max_weight)
+    except ValueError as error:
+        parser.error(f"--{error}".replace("max_weight", "max-weight", 1))
     if args.cameras != "relative" and not args.no_publish:  # the loaders and the mvdream preset tell it relative ones
         parser.error(f"--cameras {args.cameras}: the shipped prior is told relative cameras; add --no-publish")
     seed_everything(0)

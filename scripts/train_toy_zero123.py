@@ -92,8 +92,10 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=BUILD / "checkpoint")
     parser.add_argument("--no-publish", action="store_true", help="score, but leave the shipped prior alone")
     args = parser.parse_args()
-    if not args.max_weight >= 1:
-        parser.error(f"--max-weight: expected at least 1 (1 is plain ε-loss), got {args.max_weight}")
+    try:  # the loss's own rule, checked before the data is rendered and encoded
+        epsilon_loss_weights(DDPMScheduler.from_config(SD_SCHEDULE), args.max_weight)
+    except ValueError as error:
+        parser.error(f"--{error}".replace("max_weight", "max-weight", 1))
     seed_everything(0)
     sd, clip = load("toy-sd", device="cpu"), load("toy-clip", device="cpu")
     data = caption_dataset(range(args.seeds), args.views)

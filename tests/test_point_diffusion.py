@@ -177,3 +177,6 @@ def test_weighted_mse_by_hand():
         weighted_mse(predicted, target, torch.ones(3))
     with pytest.raises(ValueError, match="target"):
         weighted_mse(predicted, torch.zeros(2, 3), torch.ones(2))
+    for bad in (torch.zeros(2), torch.tensor([1.0, -1.0])):  # a zero total would be a NaN loss
+        with pytest.raises(ValueError, match="weights: expected non-negative"):
+            weighted_mse(predicted, target, bad)

@@ -50,6 +50,8 @@ def weighted_mse(predicted: torch.Tensor, target: torch.Tensor, weights: torch.T
     check_tensor("predicted", predicted, floating=True)
     check_tensor("target", target, shape=list(predicted.shape))
     check_tensor("weights", weights, shape=[len(predicted)])
+    if (weights < 0).any() or not weights.sum() > 0:  # a zero total would divide into a NaN loss
+        raise ValueError(f"weights: expected non-negative weights, not all zero, got {weights.tolist()}")
     errors = (predicted - target).pow(2).flatten(1).mean(1)
     weights = weights.to(errors)
     return (weights * errors).sum() / weights.sum()
