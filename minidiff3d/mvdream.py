@@ -31,9 +31,10 @@ from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from .cameras import orbit_camera
-from .diffusion.sampling import epsilon_from_output, guided_epsilon
+from .diffusion.sampling import epsilon_from_output, forward_process, guided_epsilon
 from .priors.captions import view_name, with_view
 from .validation import check_choice, check_images, check_non_negative, check_positive_int, check_tensor
+from .zero123 import unet_with_config
 
 CAMERA_WIDTH = 16  # a flattened 4x4 camera-to-world matrix
 
@@ -98,12 +99,7 @@ def multiview_unet(unet: UNet2DConditionModel, num_views: int = 4) -> UNet2DCond
         if unet.config.class_embed_type is not None or unet.config.num_class_embeds is not None:
             raise ValueError(f"unet: expected a text-to-image U-Net without a class embedding, got class_embed_type="
                              f"{unet.config.class_embed_type!r}, num_class_embeds={unet.config.num_class_embeds!r}")
-        # Without the private keys: the config's "_use_default_values" would reset the two set here to their defaults.
-        config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
-        config.update(class_embed_type="projection", projection_class_embeddings_input_dim=CAMERA_WIDTH)
-        widened = UNet2DConditionModel(**config)
-        if (unet.device, unet.dtype) != (widened.device, widened.dtype):
-            widened = widened.to(unet.device, unet.dtype)
+        widened = unet_with_config(unet, class_embed_type="projection", projection_class_embeddings_input_dim=CAMERA_WIDTH)
         missing, unexpected = widened.load_state_dict(unet.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("class_embedding.") for k in missing), (missing, unexpected)
         torch.nn.init.zeros_(widened.class_embedding.linear_2.weight)
@@ -258,12 +254,12 @@ def denoising_loss(pipe, images: torch.Tensor, captions: list[str], cameras: tor
     text = pipe.encode_prompt([c for c in captions for _ in range(views)], device, 1, False)[0]
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents)
     set_views(pipe.unet, views if joint else 1)
-    losses = {}
+    scheduler, losses = forward_process(pipe.scheduler), {}
     for t in timesteps:
         t_batch = torch.full((len(latents),), int(t), device=device)
-        noisy = pipe.scheduler.add_noise(latents, noise, t_batch)
+        noisy = scheduler.add_noise(latents, noise, t_batch)
         output = pipe.unet(noisy, t_batch, text, class_labels=cameras.flatten(0, 1).to(latents)).sample
-        losses[int(t)] = (epsilon_from_output(pipe.scheduler, output, noisy, t_batch) - noise).float().pow(2).mean().item()
+        losses[int(t)] = (epsilon_from_output(scheduler, output, noisy, t_batch) - noise).float().pow(2).mean().item()
     return losses
 
 

@@ -33,11 +33,12 @@ from diffusers.models.modeling_utils import ModelMixin
 from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
 from .cameras import orbit_camera
+from .diffusion.sampling import CFG_FORMS, classifier_free_guidance
 from .metrics import psnr, ssim
 from .priors.clip import clip_pixels
 from .runtime import get_device, quiet_loading
 from .toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, render
-from .validation import check_fraction, check_images, check_non_negative, check_positive_int, check_tensor
+from .validation import check_choice, check_fraction, check_images, check_non_negative, check_positive_int, check_tensor
 
 CAMERA_WIDTH = 4  # [Δpolar, sin Δazimuth, cos Δazimuth, Δradius]
 
@@ -132,13 +133,19 @@ def widen_conv_in(unet: UNet2DConditionModel) -> UNet2DConditionModel:
 
     At the start the copy ignores the input view's latent and denoises exactly as ``unet`` does.
     """
-    config = dict(unet.config)
-    config["in_channels"] = 2 * unet.config.in_channels
-    wide = UNet2DConditionModel.from_config(config)
+    wide = unet_with_config(unet, in_channels=2 * unet.config.in_channels)
     state = unet.state_dict()
     state["conv_in.weight"] = widen_input_channels(state["conv_in.weight"])
     wide.load_state_dict(state)
     return wide
+
+
+def unet_with_config(unet: UNet2DConditionModel, **changes) -> UNet2DConditionModel:
+    """A new, randomly initialised U-Net of ``unet``'s config with ``changes``, on ``unet``'s device and dtype: the
+    first step of the surgery that makes toy-zero123 and toy-mvdream from toy SD's U-Net."""
+    # Without the private keys: a loaded config's "_use_default_values" would reset changed keys to their defaults.
+    config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
+    return UNet2DConditionModel(**{**config, **changes}).to(unet.device, unet.dtype)
 
 
 def widen_input_channels(weight: torch.Tensor) -> torch.Tensor:
@@ -231,17 +238,20 @@ class Zero123:
         return embeds, latents
 
     def guided_noise(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, image_latents: torch.Tensor,
-                     image_embeds: torch.Tensor, camera: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-        """Classifier-free guided ``ε [B,4,h,w]``: ε_u + s (ε_c - ε_u), the unconditional pass on zeroed conditions."""
+                     image_embeds: torch.Tensor, camera: torch.Tensor, guidance_scale: float, cfg: str = "diffusers"
+                     ) -> torch.Tensor:
+        """Classifier-free guided ``ε [B,4,h,w]``, the unconditional pass on zeroed conditions; ``cfg`` is the form of
+        ``diffusion.sampling.classifier_free_guidance`` (the default, ε_u + s (ε_c - ε_u), is Zero-1-to-3's)."""
         check_non_negative("guidance_scale", guidance_scale)
-        if guidance_scale == 1.0:
+        check_choice("cfg", cfg, CFG_FORMS)
+        if guidance_scale == 1.0 and cfg == "diffusers":
             return self.denoiser(noisy_latents, timesteps, image_latents, image_embeds, camera)
         n = len(noisy_latents)
         drop = torch.arange(2 * n, device=noisy_latents.device) < n
         both = self.denoiser(noisy_latents.repeat(2, 1, 1, 1), timesteps.repeat(2), image_latents.repeat(2, 1, 1, 1),
                              image_embeds.repeat(2, 1), camera.repeat(2, 1), drop)
         uncond, cond = both.chunk(2)
-        return uncond + guidance_scale * (cond - uncond)
+        return classifier_free_guidance(cond, uncond, guidance_scale, cfg)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, camera: torch.Tensor, num_inference_steps: int = 50,
@@ -321,4 +331,4 @@ def image_scores(images: torch.Tensor, truths: torch.Tensor) -> dict[str, float]
 
 
 __all__ = ["CAMERA_WIDTH", "CCProjection", "ViewConditionedUNet", "Zero123", "denoiser_inputs", "image_scores", "novel_view_set", "relative_camera",
-           "score_novel_views", "widen_conv_in", "widen_input_channels"]
+           "score_novel_views", "unet_with_config", "widen_conv_in", "widen_input_channels"]

@@ -47,6 +47,21 @@ def test_sds_noise_prediction_is_the_cfg_combination_of_two_unet_passes(pipe):
     torch.testing.assert_close(threestudio.noise_prediction(noisy, t, cond, uncond), e_u + 7.5 * (e_c - e_u), **tolerance)
 
 
+def test_sds_noises_by_the_variance_preserving_process_whatever_sampler_the_pipeline_has(tmp_path):
+    from diffusers import EulerDiscreteScheduler
+
+    tiny_stable_diffusion().save_pretrained(tmp_path)
+    euler = load_stable_diffusion(tmp_path, device="cpu", local_files_only=True)
+    euler.scheduler = EulerDiscreteScheduler.from_config(euler.scheduler.config)  # add_noise: z + σ_t ε
+    sds = ScoreDistillation(euler, guidance_scale=7.5, t_range=(0.97, 0.98))
+    cond, uncond = PromptProcessor(euler, "a blue cube")(torch.zeros(2), torch.zeros(2))
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = sds.from_latents(latents, (cond, uncond), generator=torch.Generator().manual_seed(1))
+    a = euler.scheduler.alphas_cumprod[out.t].view(-1, 1, 1, 1)
+    noisy = a.sqrt() * latents + (1 - a).sqrt() * out.noise
+    torch.testing.assert_close(out.noise_pred, sds.noise_prediction(noisy, out.t, cond, uncond), rtol=0, atol=1e-4)
+
+
 def test_guidance_forms_and_weights_by_hand():
     c, u = torch.tensor([2.0]), torch.tensor([1.0])
     assert classifier_free_guidance(c, u, 3.0) == 4.0  # 1 + 3 (2 - 1)

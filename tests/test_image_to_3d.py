@@ -68,6 +68,11 @@ def test_zero123_sds_gradient_is_weighted_guided_noise_minus_noise(tiny, duck_im
     assert renders.grad is not None and renders.grad.abs().sum() > 0  # through the encoder to the renders
     with pytest.raises(ValueError, match="conditions"):
         guidance.loss(renders, cameras, {"text": None})
+    threestudio = Zero123Distillation(tiny, guidance_scale=3.0, cfg="threestudio")  # the setting reaches the formula
+    got = threestudio.guided_noise(noisy, out.t, prompt.conditions(cameras))
+    assert torch.allclose(got, tiny.guided_noise(noisy, out.t, latents, embeds, prompt.conditions(cameras)["camera"],
+                                                 3.0, cfg="threestudio"), atol=1e-5)
+    assert not torch.allclose(got, expected, atol=1e-3)
     with pytest.raises(TypeError, match="zero123.Zero123"):
         Zero123Distillation(tiny_stable_diffusion())
 

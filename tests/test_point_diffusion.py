@@ -79,6 +79,12 @@ def test_guidance_scale_interpolates_between_unconditional_and_conditional():
     torch.testing.assert_close(guided_noise(model, x, 50, y, 3.0), uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
 
 
+def test_guidance_takes_a_timestep_per_row():
+    model, x, y, t = random_model(), torch.randn(2, 16, 3), torch.tensor([0, 2]), torch.tensor([10, 900])
+    rows = [guided_noise(model, x[i:i + 1], int(t[i]), y[i:i + 1], 3.0) for i in range(2)]
+    torch.testing.assert_close(guided_noise(model, x, t, y, 3.0), torch.cat(rows), rtol=1e-4, atol=1e-5)
+
+
 def test_ddim_sampling_is_reproducible_and_ddpm_is_stochastic():
     model = random_model()
     ddim = DDIMScheduler(num_train_timesteps=100)

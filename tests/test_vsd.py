@@ -119,6 +119,43 @@ def test_close_gives_the_unet_back_module_for_module(pipe):
         vsd.update_from_latents(latents, cond)
 
 
+@pytest.mark.parametrize("switched_on", [True, False])
+def test_the_callers_own_lora_is_part_of_the_prior_and_stays_as_it_was(pipe, switched_on):
+    from peft import LoraConfig
+
+    pipe.unet.add_adapter(LoraConfig(r=4, target_modules=["to_q", "to_v"], init_lora_weights=False), "mine")
+    if not switched_on:
+        pipe.unet.disable_adapters()
+    latents, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([300, 600])
+    cond, _ = text(pipe)
+
+    def unet_now():
+        with torch.no_grad():
+            return pipe.unet(latents, t, cond).sample
+
+    before = unet_now()
+    vsd = VariationalScoreDistillation(pipe, 7.5)
+    assert torch.equal(unet_now(), before)
+    # a fresh LoRA (B = 0, zero camera embedding) is the prior, the caller's adapter included when it is on
+    torch.testing.assert_close(vsd.lora_prediction(latents, t, cond, vsd.camera_condition(None, 2)), before,
+                               rtol=0, atol=1e-5)
+    vsd.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(unet_now(), before)
+    vsd.close()
+    assert torch.equal(unet_now(), before) and set(pipe.unet.peft_config) == {"mine"}
+
+
+def test_vsd_refuses_a_camera_count_other_than_the_latents(pipe):
+    vsd = VariationalScoreDistillation(pipe, 7.5)
+    cond, uncond = text(pipe, 3)
+    latents, one = torch.randn(3, 4, 16, 16), Cameras.orbit([10.0], [0.0])
+    with pytest.raises(ValueError, match=r"cameras: expected 3, one per latent, got 1"):
+        vsd.from_latents(latents, (cond, uncond), cameras=one)
+    with pytest.raises(ValueError, match=r"cameras: expected 3, one per latent, got 1"):
+        vsd.update_from_latents(latents, cond, one)
+    vsd.close()
+
+
 def test_two_vsd_runs_on_one_pipeline_keep_their_own_loras(pipe):
     first = VariationalScoreDistillation(pipe, 7.5, lora_lr=1e-2)
     with warnings.catch_warnings():

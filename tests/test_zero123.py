@@ -53,6 +53,21 @@ def test_widened_unet_starts_as_the_text_to_image_unet(tiny):
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+def test_a_unet_whose_config_took_the_default_channels_still_widens(tmp_path):
+    # A saved config without "in_channels" loads with it listed under "_use_default_values", which from_config would
+    # apply over the widened value.
+    from minidiff3d.priors import tiny_stable_diffusion
+
+    unet = tiny_stable_diffusion().unet
+    unet.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["in_channels"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    reloaded = type(unet).from_pretrained(tmp_path)
+    assert "in_channels" in reloaded.config.get("_use_default_values", [])
+    assert widen_conv_in(reloaded).conv_in.weight.shape[1] == 8
+
+
 def test_identity_projection_passes_the_embedding_and_ignores_the_camera():
     projection = CCProjection(12 + 4, 12).identity_init()
     embeds = torch.randn(3, 12)
@@ -87,8 +102,12 @@ def test_guidance_is_unconditional_plus_scaled_difference(tiny):
         assert torch.allclose(tiny.guided_noise(noisy, t, image, embeds, camera, 1.0), cond, atol=1e-5)
         assert torch.allclose(tiny.guided_noise(noisy, t, image, embeds, camera, 4.0), uncond + 4 * (cond - uncond),
                               atol=1e-5)
+        assert torch.allclose(tiny.guided_noise(noisy, t, image, embeds, camera, 4.0, cfg="threestudio"),
+                              cond + 4 * (cond - uncond), atol=1e-5)
     with pytest.raises(ValueError, match="guidance_scale"):
         tiny.guided_noise(noisy, t, image, embeds, camera, -1.0)
+    with pytest.raises(ValueError, match="cfg"):
+        tiny.guided_noise(noisy, t, image, embeds, camera, 3.0, cfg="dreamfusion")
 
 
 def test_mismatched_parts_are_named(tiny):

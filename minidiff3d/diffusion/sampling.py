@@ -8,7 +8,7 @@ which is this form at ``s + 1``.)
 from __future__ import annotations
 
 import torch
-from diffusers import SchedulerMixin
+from diffusers import DDPMScheduler, SchedulerMixin
 
 from ..runtime import progress
 from ..validation import check_choice, check_non_negative, check_positive_int, check_tensor
@@ -24,6 +24,14 @@ def classifier_free_guidance(cond: torch.Tensor, uncond: torch.Tensor, scale: fl
     """
     check_choice("form", form, CFG_FORMS)
     return (uncond if form == "diffusers" else cond) + scale * (cond - uncond)
+
+
+def forward_process(scheduler) -> DDPMScheduler:
+    """The variance-preserving forward process ``z_t = √ᾱ_t z + √(1-ᾱ_t) ε`` of a pipeline's ``scheduler``: DDPM's, from
+    the same config (betas, timesteps, prediction type). A pipeline may come with any sampler, and an Euler or LMS
+    scheduler's own ``add_noise`` gives ``z + σ_t ε``, which its sampler scales back before each U-Net call: fed to
+    the U-Net as it is, its inputs would be 1/√ᾱ_t times too large (13x at t = 980 on SD's schedule)."""
+    return DDPMScheduler.from_config(scheduler.config)
 
 
 def epsilon_from_output(scheduler, model_output: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -57,14 +65,15 @@ def guided_epsilon(unet, scheduler, noisy: torch.Tensor, t: torch.Tensor, cond: 
 
 def guided_noise(model: torch.nn.Module, x_t: torch.Tensor, t, class_labels: torch.Tensor | None,
                  guidance_scale: float) -> torch.Tensor:
-    """``ε̂(x_t [B,...], t)``: conditional, unconditional, or guided in one batched call.
+    """``ε̂(x_t [B,...], t)`` (``t`` a number, ``[]`` or ``[B]``): conditional, unconditional, or guided in one batched call.
 
     For a v-prediction model this is v̂; the guidance mix is linear, so it applies to either.
     """
     if class_labels is None or guidance_scale == 1.0:
         return model(x_t, t, class_labels).sample
     null = torch.full_like(class_labels, model.null_class)
-    eps_cond, eps_uncond = model(torch.cat([x_t, x_t]), t, torch.cat([class_labels, null])).sample.chunk(2)
+    t_both = torch.cat([t, t]) if torch.is_tensor(t) and t.dim() else t  # a timestep per row: one for each half
+    eps_cond, eps_uncond = model(torch.cat([x_t, x_t]), t_both, torch.cat([class_labels, null])).sample.chunk(2)
     return classifier_free_guidance(eps_cond, eps_uncond, guidance_scale)
 
 

@@ -12,8 +12,8 @@ autograd carries it through the encoder and the renderer to θ.
 
 Classifier-free guidance (CFG), with scale s, conditional ε_c and unconditional ε_u
 (``diffusion.sampling.classifier_free_guidance``):
-    ``cfg="diffusers"`` (the default, as in diffusers and the DreamFusion paper): ε̂ = ε_u + s (ε_c - ε_u)
-    ``cfg="threestudio"``:                                                        ε̂ = ε_c + s (ε_c - ε_u)
+    ``cfg="diffusers"`` (the default, as diffusers samples):              ε̂ = ε_u + s (ε_c - ε_u)
+    ``cfg="threestudio"`` (DreamFusion's (1 + ω) ε_c - ω ε_u, ω = s):   ε̂ = ε_c + s (ε_c - ε_u)
 The second is the first with s + 1, so "guidance 100" means 100 in one and 101 in the other.
 
 The prior stays frozen without touching the caller's pipeline: the U-Net runs under
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from ..cameras import Cameras
-from ..diffusion.sampling import CFG_FORMS, guided_epsilon
+from ..diffusion.sampling import CFG_FORMS, forward_process, guided_epsilon
 from ..runtime import frozen
 from ..validation import (check_choice, check_fraction, check_images, check_interval, check_non_negative, check_positive,
                           check_positive_int, check_tensor)
@@ -94,7 +94,7 @@ class ScoreDistillation:
     """SDS guidance from any ``StableDiffusionPipeline`` (toy SD, or SD 2.1 loaded from a path or id).
 
     Args:
-        guidance_scale: CFG scale; DreamFusion uses 100, far above sampling's 7.5, because SDS
+        guidance_scale: CFG scale; DreamFusion uses ω = 100 (101 in this form), far above sampling's 7.5, because SDS
             seeks a mode and weak guidance leaves blurry, averaged results.
         cfg: ``"diffusers"`` or ``"threestudio"`` (see the module docstring).
         t_range: (min, max) fraction of the training timesteps that t is drawn from.
@@ -113,7 +113,7 @@ class ScoreDistillation:
         self.guidance_scale = check_non_negative("guidance_scale", guidance_scale)
         self.pipe, self.cfg, self.weighting = pipe, cfg, weighting
         self.grad_clip = None if grad_clip is None else check_positive("grad_clip", grad_clip)
-        self.scheduler = pipe.scheduler
+        self.scheduler = forward_process(pipe.scheduler)  # whatever sampler the pipeline was saved with
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(pipe.device)
         self.resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
 

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding
 from peft import LoraConfig
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from ..cameras import Cameras
 from ..runtime import frozen
@@ -57,6 +58,14 @@ if TYPE_CHECKING:
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # the attention projections, as diffusers' LoRA training scripts
 CAMERA_DIM = 16  # a flattened 4x4 camera-to-world matrix
+
+
+def active_adapters(unet) -> tuple[list[str], bool]:
+    """The names of ``unet``'s active peft adapters, and whether they are switched on (none: ``[], False``)."""
+    if not getattr(unet, "peft_config", None):
+        return [], False
+    layer = next(m for m in unet.modules() if isinstance(m, BaseTunerLayer))
+    return list(unet.active_adapters()), not layer.disable_adapters
 
 
 @dataclass
@@ -98,6 +107,9 @@ class VariationalScoreDistillation(ScoreDistillation):
         self.camera_dropout = check_fraction("camera_dropout", camera_dropout)
         unet = pipe.unet
         self.adapter = f"vsd_{uuid.uuid4().hex[:8]}"  # its own name: two VSD runs on one pipeline do not collide
+        # The caller's adapters, as they are active and switched on or off, are part of the prior: every LoRA pass
+        # runs them under this LoRA, and gives them back as they were.
+        self.caller_adapters, self.caller_enabled = active_adapters(unet)
         flags = [(p, p.requires_grad) for p in unet.parameters()]
         before = {id(p) for p, _ in flags}
         with warnings.catch_warnings():  # several named adapters on one U-Net is the design, not an accident
@@ -111,7 +123,7 @@ class VariationalScoreDistillation(ScoreDistillation):
         self.camera_embedding = TimestepEmbedding(CAMERA_DIM, time_embed_dim).to(pipe.device, unet.dtype)
         torch.nn.init.zeros_(self.camera_embedding.linear_2.weight)
         torch.nn.init.zeros_(self.camera_embedding.linear_2.bias)
-        unet.disable_adapters()
+        self._give_back_adapters()
         trainable = [*self.lora_parameters, *self.camera_embedding.parameters()]
         for p in trainable:
             p.requires_grad_(True)
@@ -130,13 +142,26 @@ class VariationalScoreDistillation(ScoreDistillation):
             raise RuntimeError("VariationalScoreDistillation: closed; its LoRA was removed from the U-Net")
         unet = self.pipe.unet
         previous = unet.class_embedding
-        unet.set_adapter(self.adapter)
+        unet.set_adapter([*self._callers_on(), self.adapter])
         unet.enable_adapters()
         unet.class_embedding = self.camera_embedding
         try:
             yield unet
         finally:
             unet.class_embedding = previous
+            self._give_back_adapters()
+
+    def _callers_on(self) -> list[str]:
+        """The caller's adapters that are on and still there (another VSD run's may have been removed)."""
+        return [name for name in self.caller_adapters if name in self.pipe.unet.peft_config] if self.caller_enabled else []
+
+    def _give_back_adapters(self) -> None:
+        """The caller's adapters active and switched on as they were before this guidance; this LoRA off."""
+        unet, on = self.pipe.unet, self._callers_on()
+        if on:
+            unet.set_adapter(on)
+            unet.enable_adapters()
+        else:
             unet.disable_adapters()
 
     def camera_condition(self, cameras: Cameras | None, batch: int, generator: torch.Generator | None = None,
@@ -144,6 +169,8 @@ class VariationalScoreDistillation(ScoreDistillation):
         """``[B,16]`` flattened c2w of ``cameras`` (zeros without cameras), each row zeroed with probability ``dropout``."""
         if cameras is None:
             return torch.zeros(batch, CAMERA_DIM, device=self.pipe.device)
+        if len(cameras) != batch:
+            raise ValueError(f"cameras: expected {batch}, one per latent, got {len(cameras)}")
         camera = cameras.c2w.reshape(len(cameras), CAMERA_DIM).to(self.pipe.device, torch.float32)
         if dropout > 0:
             keep = torch.rand(len(camera), generator=generator) >= dropout
@@ -212,14 +239,16 @@ class VariationalScoreDistillation(ScoreDistillation):
         self.optimizer.load_state_dict(state["optimizer"])
 
     def close(self) -> None:
-        """Remove the LoRA: the caller's U-Net is the pretrained one again, module for module."""
+        """Remove the LoRA: the caller's U-Net is the pretrained one again, module for module, its own adapters as they
+        were."""
         if self.closed:
             return
         unet = self.pipe.unet
         if set(unet.peft_config) - {self.adapter}:  # another run's (or the caller's) adapters stay
-            with warnings.catch_warnings():  # peft's note that it made another adapter active: they stay disabled
+            with warnings.catch_warnings():  # peft's note that it made another adapter active: set back below
                 warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
                 unet.delete_adapters(self.adapter)
+            self._give_back_adapters()
         else:
             unet.unload_lora()
         self.closed = True

@@ -58,7 +58,7 @@ class Zero123Distillation(ScoreDistillation):
     def guided_noise(self, noisy: torch.Tensor, t: torch.Tensor, conditions: dict) -> torch.Tensor:
         embeds, latents, camera = image_condition(conditions)
         check_tensor("conditions['camera']", camera, shape=[len(noisy), CAMERA_WIDTH])
-        return self.pipe.guided_noise(noisy, t, latents, embeds, camera, self.guidance_scale)
+        return self.pipe.guided_noise(noisy, t, latents, embeds, camera, self.guidance_scale, self.cfg)
 
     def loss(self, images: torch.Tensor, cameras: Cameras | None, conditions: dict, progress: float = 0.0,
              generator: torch.Generator | None = None) -> GuidanceOutput:
