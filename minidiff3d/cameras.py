@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .validation import check_positive, check_positive_int, check_tensor
+from .validation import check_broadcast, check_positive, check_positive_int, check_tensor
 
 
 def _as_angles(name: str, value) -> torch.Tensor:
@@ -41,7 +41,7 @@ def orbit_camera(elevation_deg, azimuth_deg, radius=2.8, target=(0.0, 0.0, 0.0))
     if (radius_t <= 0).any():
         raise ValueError(f"radius: expected positive values, got {radius!r}")
     target_t = check_tensor("target", torch.as_tensor(target, dtype=torch.float32), shape=[3])
-    elevation, azimuth, radius_t = torch.broadcast_tensors(elevation, azimuth, radius_t)
+    elevation, azimuth, radius_t = check_broadcast(elevation_deg=elevation, azimuth_deg=azimuth, radius=radius_t)
 
     backward = torch.stack(  # camera +z, pointing from the target to the camera
         [torch.cos(elevation) * torch.cos(azimuth), torch.cos(elevation) * torch.sin(azimuth), torch.sin(elevation)], -1
@@ -172,7 +172,7 @@ class Cameras:
         """Cameras at ``elevation, azimuth`` (degrees; numbers or ``[B]``) looking at the origin."""
         elevation = _as_angles("elevation", elevation).reshape(-1)
         azimuth = _as_angles("azimuth", azimuth).reshape(-1)
-        elevation, azimuth = torch.broadcast_tensors(elevation, azimuth)
+        elevation, azimuth = check_broadcast(elevation=elevation, azimuth=azimuth)
         focal_from_fov(fov_deg, 1)  # checks the field of view
         c2w = orbit_camera(elevation, azimuth, radius).reshape(-1, 4, 4)
         return cls(c2w.to(device) if device is not None else c2w, elevation, azimuth, check_positive("radius", radius),

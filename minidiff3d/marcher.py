@@ -78,7 +78,8 @@ def sphere_chords(origins: torch.Tensor, directions: torch.Tensor, radius: float
     along = -(origins * directions).sum(-1)  # distance to the point of closest approach
     closest_sq = (origins + along[:, None] * directions).pow(2).sum(-1)
     half = (radius**2 - closest_sq).clamp(min=0).sqrt()
-    return (along - half).clamp(min=0), along + half, closest_sq < radius**2
+    far = along + half
+    return (along - half).clamp(min=0), far, (closest_sq < radius**2) & (far > 0)  # far <= 0: the sphere is behind
 
 
 def finite_difference_normals(density_fn, points: torch.Tensor, density: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:

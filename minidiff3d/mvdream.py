@@ -33,7 +33,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from .cameras import orbit_camera
 from .diffusion.sampling import epsilon_from_output, forward_process, guided_epsilon
 from .priors.captions import view_name, with_view
-from .validation import check_choice, check_images, check_non_negative, check_positive_int, check_tensor
+from .validation import check_broadcast, check_choice, check_images, check_non_negative, check_positive_int, check_tensor
 from .zero123 import unet_with_config
 
 CAMERA_WIDTH = 16  # a flattened 4x4 camera-to-world matrix
@@ -157,11 +157,7 @@ def port_cameras(elevation, azimuth) -> torch.Tensor:
     """
     elevation = check_tensor("elevation", torch.as_tensor(elevation, dtype=torch.float32))
     azimuth = check_tensor("azimuth", torch.as_tensor(azimuth, dtype=torch.float32))
-    try:
-        elevation, azimuth = torch.broadcast_tensors(elevation, azimuth)
-    except RuntimeError:
-        raise ValueError(f"elevation, azimuth: expected shapes that broadcast, got {list(elevation.shape)} and "
-                         f"{list(azimuth.shape)}") from None
+    elevation, azimuth = check_broadcast(elevation=elevation, azimuth=azimuth)
     c2w = orbit_camera(elevation.reshape(-1), azimuth.reshape(-1) - 90.0, 1.0)
     return c2w.reshape(*azimuth.shape, CAMERA_WIDTH)
 

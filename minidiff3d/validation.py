@@ -121,6 +121,15 @@ def check_interval(name: str, value, low: float, high: float) -> tuple[float, fl
     return lo, hi
 
 
+def check_broadcast(**tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The named tensors broadcast to one shape, or an error naming each one's shape."""
+    try:
+        return torch.broadcast_tensors(*tensors.values())
+    except RuntimeError:
+        shapes = ", ".join(f"{name} {list(t.shape)}" for name, t in tensors.items())
+        raise ValueError(f"{', '.join(tensors)}: expected numbers or sequences of one length, got {shapes}") from None
+
+
 def check_choice(name: str, value, choices: Sequence) -> None:
     """Raise if ``value`` is not one of ``choices``."""
     if value not in choices:

@@ -38,7 +38,7 @@ from .metrics import psnr, ssim
 from .priors.clip import clip_pixels
 from .runtime import get_device, quiet_loading
 from .toyworld import DEFAULT_FOV_DEG, DEFAULT_RADIUS, render
-from .validation import check_choice, check_fraction, check_images, check_non_negative, check_positive_int, check_tensor
+from .validation import check_broadcast, check_choice, check_fraction, check_images, check_non_negative, check_positive_int, check_tensor
 
 CAMERA_WIDTH = 4  # [Δpolar, sin Δazimuth, cos Δazimuth, Δradius]
 
@@ -53,15 +53,11 @@ def relative_camera(elevation_in, azimuth_in, elevation_out, azimuth_out, radius
     """
     values = [torch.as_tensor(v, dtype=torch.float32) for v in
               (elevation_in, azimuth_in, elevation_out, azimuth_out, radius_in, radius_out)]
-    for name, value in zip(("elevation_in", "azimuth_in", "elevation_out", "azimuth_out", "radius_in", "radius_out"),
-                           values):
+    names = ("elevation_in", "azimuth_in", "elevation_out", "azimuth_out", "radius_in", "radius_out")
+    for name, value in zip(names, values):
         if value.dim() > 1 or not torch.isfinite(value).all():
             raise ValueError(f"{name}: expected finite numbers or a 1-D tensor, got {tuple(value.shape)} {value!r}")
-    try:
-        el_in, az_in, el_out, az_out, r_in, r_out = torch.broadcast_tensors(*(v.reshape(-1) for v in values))
-    except RuntimeError:
-        raise ValueError(f"relative_camera: expected angles of one length (or numbers), got lengths "
-                         f"{[v.numel() for v in values]}") from None
+    el_in, az_in, el_out, az_out, r_in, r_out = check_broadcast(**{name: v.reshape(-1) for name, v in zip(names, values)})
     turn = torch.deg2rad(az_out - az_in)
     return torch.stack([torch.deg2rad(el_in - el_out), torch.sin(turn), torch.cos(turn), r_out - r_in], -1)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from minidiff3d.cameras import focal_from_fov, get_rays, intrinsics_from_fov, look_at, orbit_camera, project_points
+from minidiff3d.cameras import Cameras, focal_from_fov, get_rays, intrinsics_from_fov, look_at, orbit_camera, project_points
 
 
 def test_identity_camera_centre_ray_points_down_minus_z():
@@ -94,4 +94,12 @@ def test_projecting_a_ray_returns_its_pixel():
 )
 def test_bad_input_names_argument_expected_and_actual(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
+        call()
+
+
+@pytest.mark.parametrize("call", [lambda: orbit_camera([0.0, 10.0, 20.0], [0.0, 90.0]),
+                                  lambda: Cameras.orbit([0.0, 10.0, 20.0], [0.0, 90.0])])
+def test_angles_of_different_lengths_are_named_with_their_shapes(call):
+    with pytest.raises(ValueError, match=r"elevation.*azimuth.*: expected numbers or sequences of one length, got "
+                                         r"elevation\w* \[3\], azimuth\w* \[2\]"):
         call()

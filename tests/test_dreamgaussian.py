@@ -147,6 +147,21 @@ def test_a_densified_run_continues_exactly_from_its_state(tiny_pipe):
     assert first.history["loss"] == second.history["loss"]
 
 
+def test_a_run_resumed_between_two_densifications_densifies_as_the_uninterrupted_one(tiny_pipe):
+    # A threshold that some Gaussians pass and some do not: the statistics gathered before the interruption count.
+    config = small(**{"system.steps": 6, "densify.every": 4, "densify.start": 4, "densify.grad_threshold": 0.01})
+    whole = config.build(tiny_pipe).gaussians
+    whole.fit(show_progress=False)
+    first = config.build(tiny_pipe).gaussians
+    first.fit(3, show_progress=False)
+    resumed = config.build(tiny_pipe).gaussians
+    resumed.load_state_dict(copy.deepcopy(first.state_dict()))
+    resumed.fit(3, show_progress=False)
+    assert 300 < whole.history["gaussians"][-1] < 600  # some densified, not all
+    assert resumed.history["gaussians"] == whole.history["gaussians"]
+    assert resumed.history["loss"] == whole.history["loss"]
+
+
 def test_bad_densification_settings_are_named():
     with pytest.raises(ValueError, match="densify.every"):
         DensifyConfig(every=0)

@@ -145,3 +145,7 @@ def test_view_psnr_scores_the_unseen_turns_against_the_toy_world(tiny, duck_png)
                for az in (90.0, 180.0)]
     assert view_psnr(run, duck, azimuths=(90.0, 180.0), size=32) == pytest.approx(sum(by_hand) / 2, abs=1e-4)
     assert 5 < view_psnr(run, duck, size=32) < 40
+    wide = run_config("zero123", overrides={**SMALL, "prompt.image": str(duck_png), "system.fov_deg": 60.0}).build(tiny)
+    truth_at_60 = render(duck, orbit_camera(15.0, 90.0, 2.8), 32, 32, fov_deg=60.0, antialias=2)["image"].permute(2, 0, 1)
+    expected = psnr(wide.render(15.0, 90.0, size=32, shading="lambertian")["rgb"][0], truth_at_60).item()
+    assert view_psnr(wide, duck, azimuths=(90.0,), size=32) == pytest.approx(expected, abs=1e-4)  # the run's own lens

@@ -33,6 +33,16 @@ def test_sphere_chords_by_hand():
     assert hit.tolist() == [True, True, False]
     assert torch.allclose(near[:2], torch.tensor([2.0, 3 - 0.8]), atol=1e-6)
     assert torch.allclose(far[:2], torch.tensor([4.0, 3 + 0.8]), atol=1e-6)
+    # a ray whose line crosses the sphere behind its origin misses; one starting inside hits from 0
+    near, far, hit = sphere_chords(torch.tensor([[2.8, 0.0, 0.0], [0.5, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]] * 2), 1.0)
+    assert hit.tolist() == [False, True] and near[1] == 0 and torch.isclose(far[1], torch.tensor(0.5))
+
+
+def test_a_ray_pointing_away_from_the_sphere_shows_the_background():
+    marcher = RayMarcher(n_samples=8, radius=1.0)
+    out = marcher(UniformBall(sigma=2.0, r=0.5), torch.tensor([[2.8, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]),
+                  SolidBackground())
+    assert out["opacity"].item() == 0 and torch.allclose(out["rgb"], torch.ones(1, 3))
 
 
 @pytest.mark.parametrize("bounds", [dict(radius=1.0), dict(near=1.8, far=3.8)], ids=["sphere chords", "near/far"])

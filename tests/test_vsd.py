@@ -207,6 +207,21 @@ def test_the_vsd_preset_runs_and_its_update_is_logged(pipe):
     assert run.render(10.0, 0.0, size=16)["rgb"].shape == (1, 3, 16, 16)  # the scene outlives the LoRA
 
 
+def test_a_vsd_run_is_a_function_of_its_seed_whatever_the_global_rng_held(pipe):
+    config = run_config("vsd", "a red duck", {"system.steps": 2, "system.render_size": 16, "renderer.n_samples": 16})
+
+    def run(global_seed):
+        torch.manual_seed(global_seed)
+        with System.from_config(config, pipe) as system:
+            start = [p.detach().clone() for p in system.guidance.lora_parameters]
+            start += [p.detach().clone() for p in system.guidance.camera_embedding.parameters()]
+            return start, system.fit(show_progress=False)["loss"]
+
+    (weights, losses), (other_weights, other_losses) = run(1), run(2)
+    assert all(torch.equal(a, b) for a, b in zip(weights, other_weights, strict=True))
+    assert losses == other_losses
+
+
 def test_a_system_in_a_with_block_takes_its_lora_out_on_leaving(pipe):
     keys = list(pipe.unet.state_dict())
     with System.from_config(run_config("vsd", "a red duck", {"system.render_size": 16}), pipe) as run:

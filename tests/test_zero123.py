@@ -33,7 +33,7 @@ def test_relative_camera_by_hand():
 def test_relative_camera_rejects_bad_angles():
     with pytest.raises(ValueError, match="azimuth_out"):
         relative_camera(0, 0, 0, float("nan"))
-    with pytest.raises(ValueError, match="one length"):
+    with pytest.raises(ValueError, match="sequences of one length"):
         relative_camera(torch.zeros(2), 0, 0, torch.zeros(3))
 
 

@@ -17,7 +17,7 @@ import torch
 import trimesh
 
 from .config import CoarseToFineConfig, FineStageConfig
-from .system import System, coloured_mesh
+from .system import System, build_guidance, coloured_mesh
 
 
 class CoarseToFine:
@@ -84,7 +84,8 @@ class CoarseToFine:
             raise ValueError(f"fine.geometry.iso_level: expected the coarse density to reach {config.geometry.iso_level} "
                              f"somewhere, so that there is a surface to mesh; it peaks near {peak:.3g} on the grid "
                              f"(run the coarse stage longer, or lower the level)")
-        self.fine = System(geometry, coarse.material, coarse.background, config.renderer.build(), config.guidance.build(self.pipe),
+        self.fine = System(geometry, coarse.material, coarse.background, config.renderer.build(),
+                           build_guidance(config.guidance, self.pipe, coarse.config.seed),
                            coarse.prompt, config.system(coarse.config), coarse.device, self.run_config)
         self.fine.name = f"{self.fine.name} fine"
         self.fine.generator.set_state(coarse.generator.get_state())  # one stream of random numbers for the whole run

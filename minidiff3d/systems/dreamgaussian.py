@@ -61,15 +61,19 @@ class GaussianSystem(System):
         return {**super().step(), "gaussians": len(self.geometry)}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "updates": self.updates}
+        """``System.state_dict``, the updates counted and the gradient statistics the next densification reads."""
+        g = self.geometry
+        return {**super().state_dict(), "updates": self.updates,
+                "densify_statistics": {"grad_sum": g.grad_sum.clone(), "seen": g.seen.clone()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``, however many Gaussians it holds."""
         saved = {name: state["geometry"][name] for name in NAMES}
         resize(self.geometry, self.optimizer, torch.zeros(0, dtype=torch.long), saved)  # the saved count, then the values
-        self.geometry.reset_statistics()
         super().load_state_dict(state)
         self.updates = int(state["updates"])
+        statistics = state["densify_statistics"]
+        self.geometry.grad_sum, self.geometry.seen = (statistics[k].clone().to(self.device) for k in ("grad_sum", "seen"))
 
     @torch.no_grad()
     def export_mesh(self, path=None, resolution: int = 64, threshold: float = 0.1) -> trimesh.Trimesh:

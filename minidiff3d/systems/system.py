@@ -31,7 +31,7 @@ from ..mesh import extract_mesh, grid_points, rgba
 from ..metrics import front_view, psnr, r_precision
 from ..runtime import progress, seeded
 from ..shading import SHADINGS
-from ..toyworld import DEFAULT_FOV_DEG, render as toy_render
+from ..toyworld import render as toy_render
 from ..training import cosine_decay
 from ..validation import check_choice, check_fraction, check_images, check_positive_int, check_tensor
 from .config import RunConfig, SystemConfig
@@ -75,7 +75,7 @@ class System:
         """Build every part from ``config`` on ``pipe``'s device; the parts' initial weights come from the seed."""
         if not isinstance(config, RunConfig):
             raise TypeError(f"config: expected a RunConfig (systems.run_config), got {type(config).__name__}")
-        prompt, guidance = config.prompt.build(pipe), config.guidance.build(pipe)
+        prompt, guidance = config.prompt.build(pipe), build_guidance(config.guidance, pipe, config.system.seed)
         with seeded(config.system.seed):
             geometry, background = config.geometry.build(), config.background.build()
         return cls(geometry, config.material.build(), background, config.renderer.build(), guidance, prompt,
@@ -324,6 +324,12 @@ def back_view(run: System, prompt: str, clip=None, n_views: int = 8, elevation: 
     return run.render(float(elevation), front + 180.0, size=64, shading="lambertian")["rgb"]
 
 
+def build_guidance(config, pipe, seed: int):
+    """The guidance of ``config`` on ``pipe``, any initial weights it has (VSD's LoRA) drawn from ``seed``."""
+    with seeded(seed):
+        return config.build(pipe)
+
+
 def view_psnr(run: System, truth, elevation: float = 15.0, azimuths=(45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0),
               size: int = 64) -> float:
     """Image-to-3D's score: mean PSNR (dB) of ``run``'s lit renders against the toy world's renders of ``truth`` (a
@@ -333,6 +339,6 @@ def view_psnr(run: System, truth, elevation: float = 15.0, azimuths=(45.0, 90.0,
     elevations = torch.full_like(azimuths, float(elevation))
     renders = run.render(elevations, azimuths, size=size, shading="lambertian")["rgb"].cpu()
     scores = [psnr(image, toy_render(truth, orbit_camera(float(elevation), float(azimuth), run.config.radius), size, size,
-                                     DEFAULT_FOV_DEG, antialias=2)["image"].permute(2, 0, 1)).item()
+                                     run.config.fov_deg, antialias=2)["image"].permute(2, 0, 1)).item()
               for image, azimuth in zip(renders, azimuths.tolist())]
     return sum(scores) / len(scores)
