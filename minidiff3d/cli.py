@@ -35,6 +35,9 @@ from .config import override, parse_assignment, to_dict
 from .runtime import describe_machine, quick_mode
 
 
+RUN_FILES = ("mesh.glb", "turntable.gif", "checkpoint.pt", "run.json")  # what a run's folder gets
+
+
 class UsageError(Exception):
     """Bad input on the command line: printed as one line, exit status 2."""
 
@@ -75,8 +78,8 @@ def _read_json(name: str, path: Path) -> dict:
 
 
 def build_config(args):
-    """The run's ``RunConfig``: a --config's (else the preset with quick mode's step counts), then the prompt,
-    --seed and --set, in that order."""
+    """The run's ``RunConfig``: a --config's (else the preset with quick mode's step counts), then --set, then the
+    prompt, --image and --seed, which win over a --set of the same key."""
     from .systems import PRESETS, load_run_config, run_config
 
     overrides = dict(parse_assignment(item) for item in args.set)
@@ -192,9 +195,21 @@ def generate(args) -> int:
             raise UsageError(f"--resume: expected an interrupted run in {out} (run.json and checkpoint.pt), found none")
         if earlier.get("status") != "interrupted":
             raise UsageError(f"--resume: the run in {out} is {earlier.get('status')!r}, not 'interrupted'")
-        from .systems import load_run_config
+        changes = [name for name, value in (("prompt", args.prompt), ("--image", args.image), ("--method", args.method),
+                                            ("--seed", args.seed), ("--set", args.set), ("--config", args.config))
+                   if value not in (None, [])]
+        if changes:
+            raise UsageError(f"--resume: expected no {', '.join(changes)}; the run continues with its own settings "
+                             f"(run.json), to the result the uninterrupted run gives")
+        from .systems import PRESETS, load_run_config
 
         config = load_run_config(earlier["config"])
+        recorded = earlier.get("pretrained")
+        recorded = None if recorded == PRESETS[config.method].prior else recorded
+        if args.pretrained not in (None, recorded):
+            raise UsageError(f"--pretrained: the run in {out} was started on {recorded or 'the shipped prior'}; "
+                             f"--resume continues it on that prior, got {args.pretrained!r}")
+        args.pretrained = recorded
     else:
         if earlier is not None and not args.overwrite:
             raise UsageError(f"--out: {out} holds an earlier run (run.json); pass --overwrite to replace it")
@@ -204,6 +219,9 @@ def generate(args) -> int:
     pipe = _load_pipe(config.method, args.pretrained, args.device)
     run = config.build(pipe)
     out.mkdir(parents=True, exist_ok=True)  # only once the run is built: a setting that cannot run leaves nothing
+    if earlier is not None and not args.resume:  # --overwrite: none of the earlier run's files may pass for this one's
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     if args.resume:
         run.load_state_dict(torch.load(checkpoint_path, weights_only=False))
     record = dict(config=to_dict(config), seed=config.system.seed, version=__version__, command=" ".join(sys.argv),
@@ -247,7 +265,7 @@ def _finish(run, config, record: dict, out: Path) -> int:
     score, how = _turntable_r_precision(run, config.prompt.text)
     record.update(status="complete", steps_done=run.step_count, seconds=round(run.history["seconds"][-1], 1),
                   r_precision=score, r_precision_note=how, mesh_note=mesh_note,
-                  files=[f for f in ("mesh.glb", "turntable.gif", "checkpoint.pt", "run.json") if (out / f).exists()])
+                  files=[f for f in RUN_FILES if (out / f).exists()])
     _write(record_path, record)
     print(f"{config.prompt.text or getattr(config.prompt, 'image', '')!r}: {run.step_count} steps in {record['seconds']:.0f} s; R-precision "
           f"{'n/a' if score is None else format(score, '.2f')} -> {out}")

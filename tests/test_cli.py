@@ -69,6 +69,21 @@ def test_an_earlier_run_is_not_overwritten_without_asking(first_run, tiny_folder
     assert (first_run / "run.json").read_text() == before
 
 
+def test_overwrite_leaves_none_of_the_earlier_runs_files(tiny_folder, tmp_path, monkeypatch):
+    out = tmp_path / "over"
+    assert generate(tiny_folder, out) == 0
+    (out / "mesh.glb").write_bytes(b"an earlier run's mesh")
+
+    def no_surface(self, path=None, *args, **kwargs):
+        raise ValueError("no surface at this level")
+
+    monkeypatch.setattr(System, "export_mesh", no_surface)
+    assert generate(tiny_folder, out, "--overwrite") == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["mesh_note"] == "no mesh.glb: no surface at this level"
+    assert not (out / "mesh.glb").exists() and "mesh.glb" not in record["files"]
+
+
 def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes_the_same_run(first_run, tiny_folder, tmp_path, monkeypatch, capsys):
     step = System.step
 
@@ -85,8 +100,15 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes_the_same_run(first_run, 
     assert record["status"] == "interrupted" and record["steps_done"] == 2 and (out / "checkpoint.pt").exists()
     assert "--resume" in capsys.readouterr().err
     monkeypatch.setattr(System, "step", step)
-    assert cli.main(["generate", "--out", str(out), "--resume", "--pretrained", tiny_folder, "--device", "cpu"]) == 0
-    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    resume = ["generate", "--out", str(out), "--resume", "--device", "cpu"]
+    for more, message in ((["--seed", "4"], "--resume: expected no --seed"), (["a blue cube"], "expected no prompt"),
+                          (["--set", "system.steps=9"], "expected no --set"),
+                          (["--pretrained", str(tmp_path)], f"--pretrained: the run in {out} was started on {tiny_folder}")):
+        assert cli.main([*resume, *more]) == 2 and message in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"  # the refusals changed nothing
+    assert cli.main(resume) == 0  # on the prior it was started on, which run.json names
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["pretrained"] == tiny_folder
     # The resumed run is the uninterrupted one (same seed and config), weight for weight.
     assert all(torch.equal(weights(first_run)[k], weights(out)[k]) for k in weights(first_run))
 
