@@ -70,6 +70,9 @@ def set_views(unet: UNet2DConditionModel, num_views: int) -> UNet2DConditionMode
     It stays so until set again: ``guided_noise`` and ``sample_views`` set it on every call.
     """
     num_views = check_positive_int("num_views", num_views)
+    if unet.config.class_embed_type != "projection":  # a 2-D U-Net would drop the cameras without a word
+        raise ValueError(f"unet: expected a multi-view U-Net with a camera embedding (mvdream.multiview_unet, "
+                         f"priors.load('toy-mvdream')), got class_embed_type={unet.config.class_embed_type!r}")
     processors = unet.attn_processors
     own = [p for name, p in processors.items() if name.endswith("attn1.processor")]
     if all(isinstance(p, MultiViewAttnProcessor) for p in own):  # cheap enough to call at every step

@@ -127,7 +127,7 @@ def check_broadcast(**tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return torch.broadcast_tensors(*tensors.values())
     except RuntimeError:
         shapes = ", ".join(f"{name} {list(t.shape)}" for name, t in tensors.items())
-        raise ValueError(f"{', '.join(tensors)}: expected numbers or sequences of one length, got {shapes}") from None
+        raise ValueError(f"{', '.join(tensors)}: expected shapes that broadcast (numbers, or sequences of one length), got {shapes}") from None
 
 
 def check_choice(name: str, value, choices: Sequence) -> None:

@@ -100,6 +100,6 @@ def test_bad_input_names_argument_expected_and_actual(call, message):
 @pytest.mark.parametrize("call", [lambda: orbit_camera([0.0, 10.0, 20.0], [0.0, 90.0]),
                                   lambda: Cameras.orbit([0.0, 10.0, 20.0], [0.0, 90.0])])
 def test_angles_of_different_lengths_are_named_with_their_shapes(call):
-    with pytest.raises(ValueError, match=r"elevation.*azimuth.*: expected numbers or sequences of one length, got "
-                                         r"elevation\w* \[3\], azimuth\w* \[2\]"):
+    with pytest.raises(ValueError, match=r"elevation.*azimuth.*: expected shapes that broadcast \(numbers, or sequences "
+                                         r"of one length\), got elevation\w* \[3\], azimuth\w* \[2\]"):
         call()

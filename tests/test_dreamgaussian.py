@@ -167,6 +167,8 @@ def test_bad_densification_settings_are_named():
         DensifyConfig(every=0)
     with pytest.raises(ValueError, match="densify.min_opacity"):
         DensifyConfig(min_opacity=2.0)
+    with pytest.raises(ValueError, match=r"densify.stop: expected at least densify.start \(300\), got 100"):
+        DensifyConfig(start=300, stop=100)
 
 
 # The whole run.

@@ -72,6 +72,8 @@ def test_a_new_multiview_unet_starts_as_the_text_to_image_unet():
     assert unet.config.class_embed_type == "projection" and joined_views(set_views(unet, 4)) == 4
     with pytest.raises(ValueError, match="class embedding"):
         multiview_unet(_with_classes())
+    with pytest.raises(ValueError, match="unet: expected a multi-view U-Net with a camera embedding"):
+        set_views(tiny_stable_diffusion().unet, 4)  # a 2-D U-Net would take the cameras and drop them
 
 
 def _with_classes():

@@ -298,6 +298,8 @@ class DensifyConfig:
             check_positive(f"densify.{name}", getattr(self, name))
         check_fraction("densify.percent_dense", self.percent_dense)
         check_fraction("densify.min_opacity", self.min_opacity)
+        if self.stop < self.start:
+            raise ValueError(f"densify.stop: expected at least densify.start ({self.start}), got {self.stop}")
 
     def due(self, update: int) -> bool:
         """Whether to densify after ``update`` (counted from 1)."""
