@@ -63,7 +63,8 @@ def uniform_laplacian(vertices: torch.Tensor, edges: torch.Tensor) -> torch.Tens
     edges = check_tensor("edges", edges, shape=["E", 2])
     i, j = torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
     neighbour_sum = torch.zeros_like(vertices).index_add_(0, i, vertices[j])
-    degree = torch.zeros(len(vertices), device=vertices.device).index_add_(0, i, torch.ones_like(i, dtype=vertices.dtype))
+    degree = torch.zeros(len(vertices), device=vertices.device, dtype=vertices.dtype).index_add_(
+        0, i, torch.ones_like(i, dtype=vertices.dtype))
     return vertices - neighbour_sum / degree.clamp(min=1)[:, None]
 
 

@@ -46,11 +46,15 @@ class TetGrid:
         return 2 * self.bound / self.resolution
 
 
-@functools.lru_cache(maxsize=8)
 def tet_grid(resolution: int, bound: float = 1.0) -> TetGrid:
-    """The cached grid of ``resolution^3`` cubes, 6 tetrahedra each, over ``[-bound, bound]^3``."""
-    r = check_positive_int("resolution", resolution)
-    bound = check_positive("bound", bound)
+    """The grid of ``resolution^3`` cubes, 6 tetrahedra each, over ``[-bound, bound]^3``: built once per size, and
+    each caller gets its own tensors, so an in-place change cannot reach the next caller's grid."""
+    grid = _tet_grid(check_positive_int("resolution", resolution), check_positive("bound", bound))
+    return TetGrid(grid.resolution, grid.bound, *(t.clone() for t in (grid.vertices, grid.tets, grid.edges, grid.tet_edges)))
+
+
+@functools.lru_cache(maxsize=8)
+def _tet_grid(r: int, bound: float) -> TetGrid:
     axis = torch.linspace(-bound, bound, r + 1)
     vertices = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
     # Corner (dx, dy, dz) of the cube at (i, j, k) is vertex (i+dx) (r+1)^2 + (j+dy) (r+1) + (k+dz).

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validation import check_positive_int, check_tensor
+from .validation import check_non_negative_int, check_positive_int, check_tensor
 
 # tiny-cuda-nn's coherent prime hash: the first prime is 1, so neighbouring cells along x
 # land in neighbouring slots, which keeps memory access coherent.
@@ -35,9 +35,8 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, in_dim: int, num_freqs: int, include_input: bool = True):
         super().__init__()
-        self.in_dim, self.num_freqs, self.include_input = check_positive_int("in_dim", in_dim), num_freqs, include_input
-        if num_freqs < 0:
-            raise ValueError(f"num_freqs: expected a non-negative integer, got {num_freqs!r}")
+        self.in_dim, self.include_input = check_positive_int("in_dim", in_dim), include_input
+        self.num_freqs = num_freqs = check_non_negative_int("num_freqs", num_freqs)
         self.register_buffer("freqs", (2.0 ** torch.arange(num_freqs)) * math.pi, persistent=False)
         self.out_dim = in_dim * (int(include_input) + 2 * num_freqs)
 
@@ -86,12 +85,16 @@ class HashGridEncoding(nn.Module):
         if check_positive_int("finest_resolution", finest_resolution) < base_resolution:
             raise ValueError(f"finest_resolution: expected ≥ base_resolution={base_resolution}, got {finest_resolution}")
         self.growth = math.exp((math.log(finest_resolution) - math.log(base_resolution)) / max(n_levels - 1, 1))
+        # Instant-NGP's floor(N_min b^l); float rounding can leave the finest a cell under finest_resolution (255 for 256).
         self.resolutions = [int(math.floor(base_resolution * self.growth**level)) for level in range(n_levels)]
         self.dense = [(r + 1) ** 3 <= self.table_size for r in self.resolutions]
         sizes = [(r + 1) ** 3 if dense else self.table_size for r, dense in zip(self.resolutions, self.dense)]
         # Tiny uniform init (as Instant-NGP): features start near zero, so the MLP starts smooth.
         self.tables = nn.ParameterList([nn.Parameter(torch.empty(size, n_features).uniform_(-1e-4, 1e-4)) for size in sizes])
-        self.bounds = bounds
+        lo, hi = bounds
+        if not math.isfinite(lo) or not math.isfinite(hi) or lo >= hi:
+            raise ValueError(f"bounds: expected finite (low, high) with low < high, got {bounds!r}")
+        self.bounds = (float(lo), float(hi))
         self.out_dim = n_levels * n_features
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
@@ -139,7 +142,8 @@ class NeRF(nn.Module):
     """The NeRF MLP (Mildenhall et al. 2020).
 
     ``num_layers`` ReLU layers of width ``hidden_dim`` read γ(x); the encoded input is joined
-    again to the input of layer ``skip_layer`` (the paper's 5th layer, index 4). Density comes
+    again to the input of layer ``skip_layer`` (default index 4, after the 4th layer's activation; the paper joins it
+    after the 5th layer's, ``skip_layer=5``, as nerf-pytorch's ``skips=[4]`` does). Density comes
     from the trunk alone; colour also reads γ(d), so it can depend on the viewing direction.
     """
 

@@ -72,6 +72,9 @@ def fit_nerf(images: torch.Tensor, c2ws: torch.Tensor, focal: float, near: float
     if steps is None and max_seconds is None:
         raise ValueError("steps, max_seconds: expected at least one of them, got neither")
     steps = check_positive_int("steps", steps) if steps is not None else 10**9
+    batch_size = check_positive_int("batch_size", batch_size)
+    if max_seconds is not None:
+        check_positive("max_seconds", max_seconds)
     n_samples, n_fine = check_positive_int("n_samples", n_samples), check_non_negative_int("n_fine", n_fine)
     eval_every = check_positive_int("eval_every", eval_every)
     device = device or get_device()

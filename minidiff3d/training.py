@@ -103,6 +103,8 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
     keep_checkpoints = check_positive_int("keep_checkpoints", keep_checkpoints)
     log_every, checkpoint_every = check_positive_int("log_every", log_every), check_positive_int("checkpoint_every", checkpoint_every)
+    if max_seconds is not None:
+        check_positive("max_seconds", max_seconds)
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay: expected a decay in [0, 1) or None, got {ema_decay!r}")
 
@@ -158,7 +160,8 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
     model.train()
     batches, tic = _batches(loader, order, seed, start_step), time.perf_counter()
     bar = progress(total=steps, initial=start_step, desc=desc, disable=not show_progress)
-    for step in range(start_step + 1, steps + 1):
+    out_of_time = max_seconds is not None and start_step > 0 and offset >= max_seconds  # the run it resumes ended so
+    for step in range(start_step + 1, start_step if out_of_time else steps + 1):
         loss = loss_fn(model, next(batches))
         step_lr = schedule.get_last_lr()[0]
         optimiser.zero_grad(set_to_none=True)

@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"--set {key}: set by the sweep itself (--seeds, --prompts, --janus)")
         if args.methods and not args.janus:
             raise ValueError("--methods: only with --janus (a score sweep takes one --method)")
+        for flag, value in (("--fit-renders", args.fit_renders), ("--eval-every", args.eval_every)):
+            if args.janus and value:
+                raise ValueError(f"{flag}: only without --janus (a Janus sweep scores the backs, once, at the end)")
         for method in args.methods or [args.method]:
             if hasattr(run_config(method, "a red duck", overrides).prompt, "image"):  # checked before the first run
                 raise ValueError(f"--method {method}: takes an input image; the sweep runs text prompts")

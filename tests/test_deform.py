@@ -70,3 +70,10 @@ def test_mesh_connectivity_matches_trimesh():
     as_set = lambda rows: {tuple(sorted(r)) for r in rows.tolist()}
     assert as_set(edges) == as_set(sphere.edges) and len(edges) == len(sphere.edges)
     assert as_set(pairs) == as_set(sphere.face_pairs) and len(pairs) == len(sphere.face_pairs)
+
+
+def test_the_laplacian_keeps_the_vertices_dtype():
+    vertices, edges = torch.rand(5, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([[0, 1], [1, 2], [2, 0]])
+    double = uniform_laplacian(vertices.double(), edges)
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), uniform_laplacian(vertices, edges))

@@ -108,3 +108,11 @@ def test_one_sign_gives_an_empty_mesh_and_bad_input_named_errors():
         marching_tetrahedra(grid.vertices, torch.full((len(grid.vertices),), math.nan), grid)
     with pytest.raises(ValueError, match="resolution"):
         tet_grid(0)
+
+
+def test_a_callers_change_to_its_grid_cannot_reach_the_next_caller():
+    grid = tet_grid(3)
+    grid.vertices.mul_(2)
+    grid.tets.zero_()
+    fresh = tet_grid(3)
+    assert fresh.vertices.abs().max() == 1.0 and fresh.tets.max() == 4**3 - 1

@@ -47,6 +47,10 @@ def test_hash_grid_rejects_a_bad_resolution_by_name():
         HashGridEncoding(base_resolution=0)
     with pytest.raises(ValueError, match="finest_resolution: expected ≥ base_resolution=16, got 8"):
         HashGridEncoding(base_resolution=16, finest_resolution=8)
+    with pytest.raises(ValueError, match=r"bounds: expected finite \(low, high\) with low < high, got \(0.5, 0.5\)"):
+        HashGridEncoding(bounds=(0.5, 0.5))  # features of NaN otherwise
+    with pytest.raises(ValueError, match="num_freqs: expected a non-negative integer, got 2.5"):
+        PositionalEncoding(3, 2.5)  # out_dim would not be the output's width
 
 
 def test_hash_grid_features_are_continuous_across_cell_borders():

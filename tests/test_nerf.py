@@ -47,6 +47,8 @@ def test_occupancy_grid_keeps_the_denser_half_of_a_faint_scene():
         (dict(focal=0.0), "focal: expected a finite positive number"),
         (dict(eval_every=0), "eval_every: expected a positive integer, got 0"),
         (dict(n_fine=-1), "n_fine: expected a non-negative integer, got -1"),
+        (dict(batch_size=0), "batch_size: expected a positive integer, got 0"),
+        (dict(max_seconds=-1.0), "max_seconds: expected a finite positive number"),
         (dict(images=torch.rand(2, 4, 4, 3) * 255), r"images: expected values in \[0, 1\]"),
         (dict(holdout=(torch.eye(4)[None], torch.rand(1, 4, 4, 3) - 1)), r"holdout images: expected values in \[0, 1\]"),
     ],

@@ -240,6 +240,9 @@ def test_janus_sweep_file_names_its_methods_and_is_complete_only_at_the_end(tmp_
         sweep_script.main(["--methods", "mvdream"])
     with pytest.raises(SystemExit, match="takes an input image"):
         sweep_script.main(["--janus", "--methods", "zero123"])
+    for flag in (["--fit-renders"], ["--eval-every", "5"]):  # parsed, and then nothing would read them
+        with pytest.raises(SystemExit, match=f"{flag[0]}: only without --janus"):
+            sweep_script.main(["--janus", *flag])
 
 
 def test_a_score_sweep_runs_on_its_methods_prior(monkeypatch):

@@ -66,12 +66,27 @@ def test_checkpoints_keep_the_last_step_folders_and_latest_names_the_newest(tmp_
         fit(nn.Linear(3, 3), DATA, noisy_loss, steps=1, checkpoint_dir=tmp_path, keep_checkpoints=0)
 
 
+def test_a_run_that_ran_out_of_time_stays_ended_when_resumed(tmp_path):
+    def run():
+        torch.manual_seed(1)
+        return fit(nn.Linear(3, 3), DATA, noisy_loss, steps=8, batch_size=5, max_seconds=1e-9, ema_decay=None,
+                   checkpoint_dir=tmp_path, show_progress=False)
+
+    first = run()
+    assert first.history["step"] == [1]  # the time ran out in the first step
+    again = run()
+    assert again.history["step"] == [1] and (tmp_path / "latest").read_text() == "step-000001"
+    for name, value in first.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[name], value, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(log_every=0), "log_every: expected a positive integer, got 0"),
     (dict(checkpoint_every=0), "checkpoint_every: expected a positive integer, got 0"),
     (dict(ema_decay=1.0), r"ema_decay: expected a decay in \[0, 1\) or None, got 1.0"),
     (dict(ema_decay=-0.1), r"ema_decay: expected a decay in \[0, 1\) or None, got -0.1"),
     (dict(ema_decay=float("nan")), r"ema_decay: expected a decay in \[0, 1\) or None, got nan"),
+    (dict(max_seconds=0), "max_seconds: expected a finite positive number"),
 ])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
