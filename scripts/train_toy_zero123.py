@@ -157,7 +157,7 @@ toy SD and toy CLIP ships; `minidiff3d.priors.load("toy-zero123")` assembles a `
 - **Training:** {history['step'][-1]} steps of batch {args.batch_size}, AdamW lr {args.lr} (cosine), EMA 0.999, ε-prediction on
   SD's schedule, the ε error weighted by min(1/ᾱ_t, {args.max_weight:g}); {history['seconds'][-1] / 60:.0f} min on {describe_machine()}; final loss {history['loss'][-1]:.4f};
   {date.today().isoformat()}.
-- **Held-out quality:** {len(held_out)} objects (seeds {HELD_OUT_SEED}+, one per caption), input from elevation 15° and
+- **Held-out quality:** {len(held_out)} objects (seeds {HELD_OUT_SEED}+, {args.held_out} per caption), input from elevation 15° and
   azimuth 0°, the view turned by Δazimuth at the same elevation; {args.eval_steps} DDIM steps, guidance {args.guidance_scale};
   PSNR (dB) / SSIM against the true render, mean over objects:
 

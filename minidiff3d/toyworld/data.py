@@ -32,7 +32,8 @@ class MultiViewData:
     """Posed views of one scene. Images are ``[N,H,W,3]`` in [0,1], as a NeRF consumes them.
 
     ``c2ws [N,4,4]`` are OpenGL camera-to-world matrices, ``K [3,3]`` the shared intrinsics,
-    ``elevations``/``azimuths`` ``[N]`` in degrees (NaN when unknown, as for a loaded scene).
+    ``elevations``/``azimuths`` ``[N]`` in degrees, of each camera centre about the origin (``load_blender`` computes
+    them from the matrices).
     """
 
     images: torch.Tensor
