@@ -6,7 +6,7 @@ import pytest
 import torch
 import trimesh
 
-from minidiff3d.dmtet import TET_EDGES, TRIANGLE_COUNTS, TRIANGLES, marching_tetrahedra, tet_grid
+from minidiff3d.dmtet import TET_EDGES, TRIANGLE_COUNTS, TRIANGLES, _tet_grid, marching_tetrahedra, tet_grid
 from minidiff3d.mesh import extract_mesh, grid_points
 from minidiff3d.metrics import chamfer_distance
 
@@ -28,7 +28,6 @@ def test_the_grid_tiles_the_box_without_cracks():
     # The cached edges are each tetrahedron's edges.
     local = torch.tensor(TET_EDGES)
     torch.testing.assert_close(grid.edges[grid.tet_edges], grid.tets[:, local].sort(-1).values)
-    assert tet_grid(4) is grid  # cached
 
 
 def test_every_case_has_its_triangles_on_the_crossing_edges_facing_out():
@@ -116,3 +115,4 @@ def test_a_callers_change_to_its_grid_cannot_reach_the_next_caller():
     grid.tets.zero_()
     fresh = tet_grid(3)
     assert fresh.vertices.abs().max() == 1.0 and fresh.tets.max() == 4**3 - 1
+    assert _tet_grid.cache_info().hits > 0  # built once, copied for each caller

@@ -126,6 +126,9 @@ def test_the_callers_own_lora_is_part_of_the_prior_and_stays_as_it_was(pipe, swi
     pipe.unet.add_adapter(LoraConfig(r=4, target_modules=["to_q", "to_v"], init_lora_weights=False), "mine")
     if not switched_on:
         pipe.unet.disable_adapters()
+    mine = [p for name, p in pipe.unet.named_parameters() if ".mine." in name]
+    for p in mine:
+        p.requires_grad_(False)  # the caller froze its adapter: VSD's passes must not train it
     latents, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([300, 600])
     cond, _ = text(pipe)
 
@@ -139,10 +142,13 @@ def test_the_callers_own_lora_is_part_of_the_prior_and_stays_as_it_was(pipe, swi
     # a fresh LoRA (B = 0, zero camera embedding) is the prior, the caller's adapter included when it is on
     torch.testing.assert_close(vsd.lora_prediction(latents, t, cond, vsd.camera_condition(None, 2)), before,
                                rtol=0, atol=1e-5)
+    vsd.from_latents(latents, text(pipe), generator=torch.Generator().manual_seed(1))
     vsd.update_from_latents(latents, cond, generator=torch.Generator().manual_seed(0))
     assert torch.equal(unet_now(), before)
+    assert mine and not any(p.requires_grad or p.grad is not None for p in mine)
     vsd.close()
     assert torch.equal(unet_now(), before) and set(pipe.unet.peft_config) == {"mine"}
+    assert pipe.unet.active_adapters() == ["mine"] and not any(p.requires_grad for p in mine)
 
 
 def test_vsd_refuses_a_camera_count_other_than_the_latents(pipe):

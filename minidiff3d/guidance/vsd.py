@@ -123,15 +123,14 @@ class VariationalScoreDistillation(ScoreDistillation):
         self.camera_embedding = TimestepEmbedding(CAMERA_DIM, time_embed_dim).to(pipe.device, unet.dtype)
         torch.nn.init.zeros_(self.camera_embedding.linear_2.weight)
         torch.nn.init.zeros_(self.camera_embedding.linear_2.bias)
+        # peft marks the active adapters trainable and all else frozen: every switch gives the caller's weights (and
+        # adapters) their own flags back. They stay frozen where it matters, by ``runtime.frozen`` around the LoRA's
+        # backward pass.
+        self.base_flags, self.base_parameters = flags, [p for p, _ in flags]
         self._give_back_adapters()
         trainable = [*self.lora_parameters, *self.camera_embedding.parameters()]
-        for p in trainable:
+        for p in self.camera_embedding.parameters():
             p.requires_grad_(True)
-        # peft marks only adapters as trainable: give the caller's weights their flags back. They stay
-        # frozen where it matters, by ``runtime.frozen`` around the LoRA's backward pass.
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        self.base_parameters = [p for p, _ in flags]
         self.optimizer = torch.optim.Adam(trainable, lr=check_positive("lora_lr", lora_lr))
         self.closed = False
 
@@ -142,8 +141,8 @@ class VariationalScoreDistillation(ScoreDistillation):
             raise RuntimeError("VariationalScoreDistillation: closed; its LoRA was removed from the U-Net")
         unet = self.pipe.unet
         previous = unet.class_embedding
-        unet.set_adapter([*self._callers_on(), self.adapter])
-        unet.enable_adapters()
+        callers = self._callers()
+        self._switch([*callers, self.adapter] if self.caller_enabled else [self.adapter], True)
         unet.class_embedding = self.camera_embedding
         try:
             yield unet
@@ -151,18 +150,29 @@ class VariationalScoreDistillation(ScoreDistillation):
             unet.class_embedding = previous
             self._give_back_adapters()
 
-    def _callers_on(self) -> list[str]:
-        """The caller's adapters that are on and still there (another VSD run's may have been removed)."""
-        return [name for name in self.caller_adapters if name in self.pipe.unet.peft_config] if self.caller_enabled else []
+    def _callers(self) -> list[str]:
+        """The caller's active adapters that are still there (another VSD run's may have been removed)."""
+        return [name for name in self.caller_adapters if name in self.pipe.unet.peft_config]
 
     def _give_back_adapters(self) -> None:
-        """The caller's adapters active and switched on as they were before this guidance; this LoRA off."""
-        unet, on = self.pipe.unet, self._callers_on()
+        """The caller's adapters active, and switched on or off, as they were before this guidance; this LoRA off."""
+        callers = self._callers()
+        self._switch(callers, self.caller_enabled and bool(callers))
+
+    def _switch(self, names: list[str], on: bool) -> None:
+        """``names`` the U-Net's active adapters (none: leave which is active), all switched ``on`` or off; then every
+        weight's trainable flag as the caller lent it, and this LoRA's trainable."""
+        unet = self.pipe.unet
+        if names:
+            unet.set_adapter(names)
         if on:
-            unet.set_adapter(on)
             unet.enable_adapters()
         else:
             unet.disable_adapters()
+        for p, flag in self.base_flags:
+            p.requires_grad_(flag)
+        for p in self.lora_parameters:
+            p.requires_grad_(True)
 
     def camera_condition(self, cameras: Cameras | None, batch: int, generator: torch.Generator | None = None,
                          dropout: float = 0.0) -> torch.Tensor:
@@ -218,7 +228,7 @@ class VariationalScoreDistillation(ScoreDistillation):
         noisy = self.scheduler.add_noise(latents, noise, t)
         target = noise if self.scheduler.config.prediction_type == "epsilon" else self.scheduler.get_velocity(latents, noise, t)
         camera = self.camera_condition(cameras, len(latents), generator, self.camera_dropout)
-        with frozen(*self.base_parameters), self._lora() as unet:
+        with self._lora() as unet, frozen(*self.base_parameters):  # frozen after the switch, which gives flags back
             out = unet(noisy, t, cond.to(latents.device, latents.dtype), class_labels=camera.to(latents.dtype)).sample
             loss = F.mse_loss(out.float(), target.float())
             self.optimizer.zero_grad(set_to_none=True)

@@ -72,8 +72,11 @@ class GaussianSystem(System):
         resize(self.geometry, self.optimizer, torch.zeros(0, dtype=torch.long), saved)  # the saved count, then the values
         super().load_state_dict(state)
         self.updates = int(state["updates"])
-        statistics = state["densify_statistics"]
-        self.geometry.grad_sum, self.geometry.seen = (statistics[k].clone().to(self.device) for k in ("grad_sum", "seen"))
+        statistics = state.get("densify_statistics")
+        if statistics is None:  # a checkpoint saved before the statistics were: they start again, as they did then
+            self.geometry.reset_statistics()
+        else:
+            self.geometry.grad_sum, self.geometry.seen = (statistics[k].clone().to(self.device) for k in ("grad_sum", "seen"))
 
     @torch.no_grad()
     def export_mesh(self, path=None, resolution: int = 64, threshold: float = 0.1) -> trimesh.Trimesh:
