@@ -34,7 +34,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from minidiff3d import assets, seed_everything
-from minidiff3d.diffusion import epsilon_loss_weights, weighted_mse
+from minidiff3d.diffusion import check_max_weight, epsilon_loss_weights, weighted_mse
 from minidiff3d.metrics import r_precision, view_consistency
 from minidiff3d.mvdream import CAMERA_CONVENTIONS, CAMERA_WIDTH, camera_inputs, denoising_loss, independent_views, \
     multiview_unet, ring_azimuths, sample_views, set_views
@@ -143,9 +143,9 @@ def main() -> None:
                         "leaving the shipped prior alone")
     args = parser.parse_args()
     try:  # the loss's own rule, checked before the data is rendered and encoded
-        epsilon_loss_weights(DDPMScheduler.from_config(SD_SCHEDULE), args.max_weight)
+        check_max_weight(args.max_weight, "--max-weight")
     except ValueError as error:
-        parser.error(f"--{error}".replace("max_weight", "max-weight", 1))
+        parser.error(str(error))
     if args.cameras != "relative" and not args.no_publish:  # the loaders and the mvdream preset tell it relative ones
         parser.error(f"--cameras {args.cameras}: the shipped prior is told relative cameras; add --no-publish")
     seed_everything(0)

@@ -25,7 +25,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from minidiff3d import assets, seed_everything
-from minidiff3d.diffusion import epsilon_loss_weights, weighted_mse
+from minidiff3d.diffusion import check_max_weight, epsilon_loss_weights, weighted_mse
 from minidiff3d.priors import caption_dataset, load
 from minidiff3d.priors.clip import clip_pixels
 from minidiff3d.priors.data import HELD_OUT_SEED
@@ -93,9 +93,9 @@ def main() -> None:
     parser.add_argument("--no-publish", action="store_true", help="score, but leave the shipped prior alone")
     args = parser.parse_args()
     try:  # the loss's own rule, checked before the data is rendered and encoded
-        epsilon_loss_weights(DDPMScheduler.from_config(SD_SCHEDULE), args.max_weight)
+        check_max_weight(args.max_weight, "--max-weight")
     except ValueError as error:
-        parser.error(f"--{error}".replace("max_weight", "max-weight", 1))
+        parser.error(str(error))
     seed_everything(0)
     sd, clip = load("toy-sd", device="cpu"), load("toy-clip", device="cpu")
     data = caption_dataset(range(args.seeds), args.views)

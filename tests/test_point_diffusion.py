@@ -5,7 +5,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from minidiff3d.diffusion import (PointCloudTransformer, epsilon_loss_weights, guided_noise, sample, train_denoiser,
+from minidiff3d.diffusion import (PointCloudTransformer, check_max_weight, epsilon_loss_weights, guided_noise, sample, train_denoiser,
                                   training_target, weighted_mse)
 from minidiff3d.priors.toy_sd import SD_SCHEDULE
 
@@ -171,6 +171,8 @@ def test_epsilon_loss_weights_are_capped_inverse_alpha_bar():
     for bad in (0.5, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="max_weight"):
             epsilon_loss_weights(scheduler, bad)
+        with pytest.raises(ValueError, match="--max-weight: expected a finite number of at least 1"):
+            check_max_weight(bad, "--max-weight")  # as the training scripts check their flag
 
 
 def test_weighted_mse_by_hand():

@@ -39,9 +39,14 @@ def epsilon_loss_weights(scheduler: DDPMScheduler, max_weight: float = 1.0) -> t
     t = 950 on Stable Diffusion's schedule. Those noisy steps set a sample's layout, which is what a
     view- or camera-conditioned model's conditions should decide, and plain ε-loss barely teaches them.
     """
+    return (1 / scheduler.alphas_cumprod).clamp(max=check_max_weight(max_weight))
+
+
+def check_max_weight(max_weight: float, name: str = "max_weight") -> float:
+    """``epsilon_loss_weights``' cap, or an error naming ``name``: a finite number of at least 1 (1 is plain ε-loss)."""
     if not 1 <= max_weight < math.inf:
-        raise ValueError(f"max_weight: expected a finite number of at least 1 (1 is plain ε-loss), got {max_weight}")
-    return (1 / scheduler.alphas_cumprod).clamp(max=max_weight)
+        raise ValueError(f"{name}: expected a finite number of at least 1 (1 is plain ε-loss), got {max_weight}")
+    return float(max_weight)
 
 
 def weighted_mse(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
