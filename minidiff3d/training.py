@@ -68,12 +68,32 @@ def _seeded_by_its_seed(fn):
     return run
 
 
+def parameter_groups(model: torch.nn.Module, lr: float, lr_multipliers: dict[str, float]) -> list[dict]:
+    """AdamW's parameter groups: every parameter at ``lr``, except those whose name starts with a prefix of
+    ``lr_multipliers``, at ``lr`` times its factor. Adam moves each weight by about its learning rate a step,
+    whatever its gradient, so a zero-initialised layer grows no faster than that: a larger rate lets the
+    layers a fine-tune adds catch up with the ones it starts from."""
+    named = list(model.named_parameters())
+    groups = {}
+    for prefix, factor in lr_multipliers.items():
+        check_positive(f"lr_multipliers[{prefix!r}]", factor)
+        chosen = [p for name, p in named if name.startswith(prefix)]
+        if not chosen:
+            raise ValueError(f"lr_multipliers: expected each prefix to name a parameter of the model, got {prefix!r} "
+                             f"(names look like {named[0][0]!r})")
+        groups[prefix] = {"params": chosen, "lr": lr * factor}
+    taken = {id(p) for group in groups.values() for p in group["params"]}
+    if len(taken) != sum(len(group["params"]) for group in groups.values()):
+        raise ValueError(f"lr_multipliers: expected prefixes that name disjoint parameters, got {list(lr_multipliers)}")
+    return [{"params": [p for _, p in named if id(p) not in taken]}, *groups.values()]
+
+
 @_seeded_by_its_seed
 def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Callable, steps: int = 1000,
         batch_size: int = 32, lr: float = 1e-3, lr_schedule: str = "constant", weight_decay: float = 0.0,
         ema_decay: float | None = 0.999, max_seconds: float | None = None, log_every: int = 50, checkpoint_dir=None,
         checkpoint_every: int = 500, keep_checkpoints: int = 2, seed: int = 0, show_progress: bool = True,
-        desc: str = "fit") -> TrainingResult:
+        desc: str = "fit", lr_multipliers: dict[str, float] | None = None) -> TrainingResult:
     """Minimise ``loss_fn(model, batch)`` over minibatches of ``tensors`` (each ``[M,...]``, shuffled together).
 
     Args:
@@ -81,6 +101,9 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
             time of the runs a checkpoint resumes).
         lr_schedule: ``"constant"``, or ``"cosine"`` decay from ``lr`` to 0 at ``steps``. It is a
             function of the step alone, so a resumed run continues the same curve.
+        lr_multipliers: {parameter-name prefix: factor}; those parameters train at ``factor`` times
+            ``lr`` (on the same schedule), as fine-tuning gives the layers it adds. Each prefix must
+            name at least one parameter.
         ema_decay: keep an exponential moving average of the weights (diffusers' ``EMAModel``) and
             return the model with those weights; ``None`` returns the raw weights.
         checkpoint_dir: every ``checkpoint_every`` steps and at the end, save the accelerate state
@@ -113,7 +136,7 @@ def fit(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: Call
     order = torch.Generator()
     loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True, drop_last=n_items > batch_size,
                         generator=order)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimiser = torch.optim.AdamW(parameter_groups(model, lr, lr_multipliers or {}), lr=lr, weight_decay=weight_decay)
     # Registered, not prepared: a prepared schedule steps once per process, so its curve would shrink with their number.
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda taken: cosine_decay(1.0, 0.0, taken / steps) if lr_schedule == "cosine" else 1.0)

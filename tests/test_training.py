@@ -103,3 +103,30 @@ def test_a_run_is_a_function_of_its_seed_and_leaves_the_global_rng_alone():
         return result.history["loss"]
 
     assert run(0) == run(0) and run(1) != run(0)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_lr_multipliers_scale_adams_first_step_for_the_named_parameters(schedule):
+    """Adam's first step moves every weight by lr · g/(|g| + eps), about lr whatever the gradient's size: a
+    parameter given a factor of 10 moves 10 times as far, on the same schedule as the rest."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    lr, steps = 1e-3, 4  # the cosine's first step is at its full rate
+    fit(model, DATA, lambda m, batch: (m(batch[0]) - batch[0].flip(1)).pow(2).mean(), steps=1, batch_size=12, lr=lr,
+        lr_schedule=schedule, ema_decay=None, show_progress=False, lr_multipliers={"2.": 10.0})
+    for name, p in model.named_parameters():
+        moved = (p.detach() - before[name]).abs()
+        expected = lr * (10.0 if name.startswith("2.") else 1.0)
+        torch.testing.assert_close(moved, torch.full_like(moved, expected), rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("multipliers,message", [
+    ({"3.": 10.0}, r"lr_multipliers: expected each prefix to name a parameter of the model, got '3\.'"),
+    ({"0.": 0.0}, r"lr_multipliers\['0\.'\]: expected a finite positive number"),
+    ({"0.": 2.0, "0.weight": 3.0}, "lr_multipliers: expected prefixes that name disjoint parameters"),
+])
+def test_bad_lr_multipliers_are_named(multipliers, message):
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3))
+    with pytest.raises(ValueError, match=message):
+        fit(model, DATA, noisy_loss, steps=1, show_progress=False, lr_multipliers=multipliers)

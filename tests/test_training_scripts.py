@@ -92,3 +92,35 @@ def test_training_losses_refuse_a_weight_below_one():
     with pytest.raises(ValueError, match="max_weight"):
         training_script("train_toy_zero123").pair_loss(torch.zeros(4, 4, 2, 2), torch.zeros(4, 8), torch.zeros(4),
                                                        torch.zeros(4), 2, 1.0, SCHEDULER, 0.5)
+
+
+@pytest.mark.parametrize("same_view", [0.0, 1.0])
+def test_zero123_pairs_a_share_of_views_with_themselves(same_view):
+    """With ``same_view`` 1 every input is the target itself, a turn of 0 (camera [0, 0, 1, 0]); with 0 the input is
+    a random view of the same object (4 views an object: the latents below hold the view's index)."""
+    script = training_script("train_toy_zero123")
+    n, views = 64, 4
+    latents = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 4, 2, 2)
+    azimuths = torch.arange(n, dtype=torch.float32) * 7.0  # every view of an object at its own azimuth
+    seen = {}
+
+    def model(noisy, t, image_latents, image_embeds, camera, drop):
+        seen.update(source=image_latents[:, 0, 0, 0].long(), camera=camera)
+        return torch.zeros_like(noisy)
+
+    loss_fn = script.pair_loss(latents, torch.zeros(n, 8), torch.zeros(n), azimuths, views, 1.0, SCHEDULER, 20.0,
+                               same_view)
+    torch.manual_seed(0)
+    loss_fn(model, (torch.arange(n),))
+    target = torch.arange(n)
+    assert (seen["source"] // views == target // views).all()  # always a view of the target's own object
+    same = seen["source"] == target
+    turn_zero = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    assert torch.allclose(seen["camera"][same], turn_zero.expand(int(same.sum()), 4), atol=1e-6)
+    assert same.all() if same_view == 1.0 else same.float().mean() < 0.5  # by chance, 1 in 4
+
+
+def test_zero123_pair_loss_refuses_a_share_outside_0_1():
+    with pytest.raises(ValueError, match="same_view"):
+        training_script("train_toy_zero123").pair_loss(torch.zeros(4, 4, 2, 2), torch.zeros(4, 8), torch.zeros(4),
+                                                       torch.zeros(4), 2, 1.0, SCHEDULER, 20.0, 1.5)
