@@ -141,7 +141,9 @@ def unet_with_config(unet: UNet2DConditionModel, **changes) -> UNet2DConditionMo
     first step of the surgery that makes toy-zero123 and toy-mvdream from toy SD's U-Net."""
     # Without the private keys: a loaded config's "_use_default_values" would reset changed keys to their defaults.
     config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
-    return UNet2DConditionModel(**{**config, **changes}).to(unet.device, unet.dtype)
+    new = UNet2DConditionModel(**{**config, **changes}).to(unet.device)
+    # Cast only when needed: diffusers' ``to`` logs a float32 warning for any dtype given, even the one it has.
+    return new if new.dtype == unet.dtype else new.to(unet.dtype)
 
 
 def widen_input_channels(weight: torch.Tensor) -> torch.Tensor:
