@@ -70,9 +70,9 @@ def _seeded_by_its_seed(fn):
 
 def parameter_groups(model: torch.nn.Module, lr: float, lr_multipliers: dict[str, float]) -> list[dict]:
     """AdamW's parameter groups: every parameter at ``lr``, except those whose name starts with a prefix of
-    ``lr_multipliers``, at ``lr`` times its factor. Adam moves each weight by about its learning rate a step,
-    whatever its gradient, so a zero-initialised layer grows no faster than that: a larger rate lets the
-    layers a fine-tune adds catch up with the ones it starts from."""
+    ``lr_multipliers``, at ``lr`` times its factor. Adam moves each weight by at most about its learning rate a
+    step, whatever its gradient, so a layer a fine-tune adds zero-initialised can grow no faster than that; a
+    larger rate lifts the cap (it does not strengthen a weak or noisy gradient: chapter 07)."""
     named = list(model.named_parameters())
     groups = {}
     for prefix, factor in lr_multipliers.items():

@@ -8,12 +8,12 @@ toy SD's, its 4 new input channels (the input view's latent) zero-initialised, a
 projection starts as the identity on the CLIP embedding. Pairs are two views of one toy-world object
 (``caption_dataset``'s random orbit cameras); the VAE latents and CLIP image embeddings are computed
 once, so a step costs one U-Net pass. Both conditions are dropped together with probability 0.1, for
-classifier-free guidance. Two additions help the short fine-tune read the input latent: a share of pairs
-(``--same-view``) is a view with itself, whose answer is that latent, and ``conv_in`` and the projection train
-at ``--new-lr-factor`` times the rate (Zero-1-to-3 gives its projection 10x), since Adam grows a
-zero-initialised weight by about one learning rate a step. Unlike Zero-1-to-3's plain ε-loss, each view's ε error is weighted by
-min(1/ᾱ_t, ``--max-weight``): the noisy steps that set the view's layout count (chapter 07's pitfall). At the end the script scores the EMA model on held-out objects (seeds
-from 10000, never trained on) turned by 30°, 90° and 180°, saves the U-Net and projection in fp16
+classifier-free guidance. A share of pairs (``--same-view``) is a view with itself, whose answer is the input
+latent: it teaches the short fine-tune to read that latent (chapter 07's pitfall). ``conv_in`` and the projection
+train at ``--new-lr-factor`` times the rate, as Zero-1-to-3 trains its projection (worth little here). Unlike
+Zero-1-to-3's plain ε-loss, each view's ε error is weighted by min(1/ᾱ_t, ``--max-weight``): the noisy steps
+that set the view's layout count (chapter 07's other pitfall). At the end the script scores the EMA model on
+held-out objects (seeds from 10000, never trained on) turned by 30°, 90° and 180°, saves the U-Net and projection in fp16
 under ``minidiff3d/assets/toy_zero123`` with a model card, and enters them in the asset manifest.
 """
 
