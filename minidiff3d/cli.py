@@ -241,11 +241,9 @@ def _finish(run, config, record: dict, out: Path) -> int:
     from .images import save_gif
 
     record_path, checkpoint_path = out / "run.json", out / "checkpoint.pt"
-    remaining = run.total_steps - run.step_count
     try:
-        if remaining > 0:
-            with _stop_between_steps() as stop:
-                run.fit(remaining, callback=stop)
+        with _stop_between_steps() as stop:
+            run.fit(callback=stop)  # the steps that remain: all of them, or what an interrupted run left
     except _Interrupted:
         torch.save(run.state_dict(), checkpoint_path)
         record.update(status="interrupted", steps_done=run.step_count, seconds=round(run.history["seconds"][-1], 1)

@@ -1,5 +1,6 @@
 """The text-to-3D system of parts end to end on a tiny prior, its presets and configs, and the scene parts."""
 
+import copy
 import dataclasses
 import json
 import math
@@ -257,3 +258,20 @@ def test_a_saved_state_is_a_snapshot_that_two_runs_can_continue_apart(tiny_pipe)
     first.fit(1, show_progress=False)  # step 3
     assert state["history"]["step"] == logged  # the log as saved, not as either run went on
     assert len(logged) == 2 and first.history["step"] == logged + [3] and second.history["step"] == logged + [3, 4, 5]
+
+
+def test_fit_by_default_takes_the_steps_that_remain_so_a_resumed_run_ends_where_a_whole_one_does(tiny_pipe):
+    config = small(**{"system.steps": 5})
+    whole = config.build(tiny_pipe)
+    whole.fit(show_progress=False)
+    part = config.build(tiny_pipe)
+    part.fit(2, show_progress=False)
+    resumed = config.build(tiny_pipe)
+    resumed.load_state_dict(copy.deepcopy(part.state_dict()))
+    resumed.fit(show_progress=False)
+    assert resumed.history["step"] == whole.history["step"] == [1, 2, 3, 4, 5]
+    a, b = whole.geometry.state_dict(), resumed.geometry.state_dict()
+    assert all(torch.allclose(a[k], b[k]) for k in a)
+    assert whole.fit(show_progress=False)["step"] == [1, 2, 3, 4, 5]  # nothing remains: no step taken
+    with pytest.raises(ValueError, match="steps"):
+        whole.fit(0, show_progress=False)

@@ -173,15 +173,15 @@ class System:
 
     def fit(self, steps: int | None = None, max_seconds: float | None = None, callback=None, show_progress: bool = True
             ) -> dict[str, list]:
-        """Run ``steps`` (default ``config.steps``) updates, or until ``max_seconds``; returns ``history``: per step
-        its ``step``, guidance ``loss``, ``shading``, ``seconds`` since the start, and what the guidance's
-        ``update`` logged (VSD: ``lora_loss``).
+        """Run ``steps`` updates (default: all that remain of ``config.steps``, so a resumed run ends where a whole
+        one would), or until ``max_seconds``; returns ``history``: per step its ``step``, guidance ``loss``,
+        ``shading``, ``seconds`` since the start, and what the guidance's ``update`` logged (VSD: ``lora_loss``).
 
         ``callback(system, info)`` runs after each step; the progress bar shows the guidance loss."""
-        steps = check_positive_int("steps", steps if steps is not None else self.config.steps)
+        steps = self.total_steps - self.step_count if steps is None else check_positive_int("steps", steps)
         tic = time.perf_counter()
         offset = self.history["seconds"][-1] if self.history["seconds"] else 0.0
-        bar = progress(range(steps), desc=self.name, disable=not show_progress)
+        bar = progress(range(max(steps, 0)), desc=self.name, disable=not show_progress)
         for _ in bar:
             info = self.step()
             seconds = offset + time.perf_counter() - tic
