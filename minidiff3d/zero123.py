@@ -33,7 +33,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
 from .cameras import orbit_camera
-from .diffusion.sampling import CFG_FORMS, classifier_free_guidance
+from .diffusion.sampling import CFG_FORMS, classifier_free_guidance, epsilon_from_output, forward_process
 from .metrics import psnr, ssim
 from .priors.clip import clip_pixels
 from .runtime import get_device, quiet_loading
@@ -271,6 +271,33 @@ class Zero123:
                                       guidance_scale)
             latents = self.scheduler.step(noise, t, latents, eta=eta, generator=generator).prev_sample
         return self._decode(latents / self.vae.config.scaling_factor)
+
+    @torch.no_grad()
+    def denoised_guess(self, images: torch.Tensor, truths: torch.Tensor, camera: torch.Tensor, timestep: int,
+                       guidance_scale: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The denoiser's one-step guess ``[B,3,H,W]`` at ``truths [B,3,H,W]``, the views of ``images [B,3,H,W]``
+        after the moves ``camera [B,4]``: each truth's latent noised to ``timestep``, then
+        ``ẑ_0 = (z_t - √(1-ᾱ_t) ε̂)/√ᾱ_t``, decoded.
+
+        It is the model's estimate of the mean view given what it was shown, before any sampler runs: its
+        distance from ``round_trip(truths)`` is what the denoiser itself has not learned. ``guidance_scale`` 0 is
+        the unconditional branch (the input and the camera taken away), so the two measure how much it reads them.
+        """
+        truths = check_images("truths", truths)
+        check_tensor("truths", truths, shape=list(images.shape))
+        camera = check_tensor("camera", camera, shape=[len(images), CAMERA_WIDTH], floating=True).to(self.device)
+        steps = self.scheduler.config.num_train_timesteps
+        if isinstance(timestep, bool) or not isinstance(timestep, int) or not 0 <= timestep < steps:
+            raise ValueError(f"timestep: expected an integer in [0, {steps}), got {timestep!r}")
+        embeds, image_latents = self.encode_image(images)
+        clean = self.encode_image(truths)[1] * self.vae.config.scaling_factor
+        noise = torch.randn(clean.shape, generator=generator).to(self.device, clean.dtype)
+        t = torch.full((len(clean),), timestep, device=self.device)
+        noisy = forward_process(self.scheduler).add_noise(clean, noise, t)
+        output = self.guided_noise(noisy, t, image_latents, embeds, camera, guidance_scale)
+        alpha_bar = self.scheduler.alphas_cumprod[timestep].item()
+        guess = (noisy - (1 - alpha_bar) ** 0.5 * epsilon_from_output(self.scheduler, output, noisy, t)) / alpha_bar ** 0.5
+        return self._decode(guess / self.vae.config.scaling_factor)
 
     @torch.no_grad()
     def round_trip(self, images: torch.Tensor) -> torch.Tensor:

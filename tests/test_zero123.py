@@ -167,3 +167,36 @@ def test_score_table_holds_the_baselines_and_the_vae_ceiling(tiny):
     assert torch.allclose(tiny.round_trip(truth), by_hand.clamp(0, 1), atol=1e-6)
     assert table[90.0]["vae"] == pytest.approx(image_scores(by_hand.clamp(0, 1), truth))
 
+
+
+def test_denoised_guess_of_an_oracle_is_the_round_trip_and_the_unconditional_branch_drops_the_input(tiny, monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    images, truths = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    camera = relative_camera(15, 0, 15, torch.tensor([0.0, 90.0]))
+    scale = tiny.vae.config.scaling_factor
+    clean = tiny.encode_image(truths)[1] * scale
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    a = tiny.scheduler.alphas_cumprod[900].item()
+    noisy = a ** 0.5 * clean + (1 - a) ** 0.5 * noise  # z_t by hand
+    with torch.no_grad():  # the unconditional branch by hand: every condition dropped, ẑ0 from ε̂, decoded
+        eps = tiny.denoiser(noisy, torch.tensor([900, 900]), *tiny.encode_image(images)[::-1], camera,
+                            drop=torch.tensor([True, True]))
+        by_hand = tiny._decode((noisy - (1 - a) ** 0.5 * eps) / a ** 0.5 / scale)
+    unconditional = tiny.denoised_guess(images, truths, camera, 900, 0.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(unconditional, by_hand, atol=1e-4)
+    # a denoiser that knows the noise recovers the truth's latent exactly: its guess is the VAE's round trip
+    monkeypatch.setattr(tiny, "guided_noise", lambda noisy, *args: noise)
+    oracle = tiny.denoised_guess(images, truths, camera, 900, 1.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(oracle, tiny.round_trip(truths), atol=1e-4)
+
+
+@pytest.mark.parametrize("timestep", [-1, 1000, 500.0, True])
+def test_denoised_guess_names_a_bad_timestep(tiny, timestep):
+    images = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="timestep: expected an integer in"):
+        tiny.denoised_guess(images, images, relative_camera(15, 0, 15, 90.0), timestep)
+
+
+def test_denoised_guess_names_truths_of_another_shape(tiny):
+    with pytest.raises(ValueError, match="truths"):
+        tiny.denoised_guess(torch.rand(2, 3, 32, 32), torch.rand(1, 3, 32, 32), relative_camera(15, 0, 15, 90.0), 500)
