@@ -397,9 +397,9 @@ PRESETS: dict[str, Preset] = {
                                   {"system.steps": 100, "system.lr_end": None}, prior="toy-zero123"),
     "zero123": Preset("Zero123-SDS: image-to-3D, score distillation from the view-conditioned toy-zero123, with a "
                       "reference-view loss on the input image (--image)", zero123,
-                      {"system.steps": 120, "system.lr_end": None}, prior="toy-zero123"),
+                      {"system.steps": 80, "system.lr_end": None}, prior="toy-zero123"),
     "one2345": Preset("One-2-3-45: image-to-3D, a ring of views sampled from toy-zero123 in one batch, then the scene "
-                      "fitted to them (--image)", one2345, {"system.steps": 150, "guidance.num_inference_steps": 25},
+                      "fitted to them (--image)", one2345, {"system.steps": 100, "guidance.num_inference_steps": 20},
                       prior="toy-zero123"),
 }
 
