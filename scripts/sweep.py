@@ -4,7 +4,7 @@
     python scripts/sweep.py --method dreamfusion --set guidance.guidance_scale=15 system.lambda_sparsity=0.1
     python scripts/sweep.py --prompts "a pink mug" --fit-renders                      # the control, below
     python scripts/sweep.py --prompts "a yellow duck" --janus --seeds 0 1 2 3 4 5 6 7 8 9 --set system.steps=200 \
-        --out notebooks/results/04_janus.json                                         # chapter 04's Janus table
+        --out notebooks/results/04_janus.json                                         # chapter 04's pitfall: blobs
     python scripts/sweep.py --janus --methods dreamfusion mvdream --prompts "a yellow duck" "a pink mug" \
         "a purple snowman" --seeds 0 1 2 3 4 5 6 7 --out notebooks/results/08_janus.json     # chapter 08's
     python scripts/sweep.py --janus --methods dreamfusion mvdream --prompts "a yellow duck" \
@@ -28,7 +28,7 @@ is plain, MVDream, as its preset is), renders each result from behind (opposite 
 takes for its front, of eight lit views at elevation 15°: ``systems.back_view``), and records whether
 toy CLIP takes that back for a front view too (``metrics.janus_rate``), and the run's R-precision.
 ``--methods`` puts several text-to-3D methods in one file; the runs of a method and prompt are fitted
-side by side, one core each. (Chapter 04's file predates ``back_view``: its backs are at azimuth 180°.)
+side by side, one core each.
 
 Each record also holds the sharpness of the eight views (``metrics.laplacian_energy``) and the
 exported mesh's statistics (faces, pieces before and after dropping specks, watertight). A
