@@ -283,7 +283,7 @@ class Zero123:
         distance from ``round_trip(truths)`` is what the denoiser itself has not learned. ``guidance_scale`` 0 is
         the unconditional branch (the input and the camera taken away), so the two measure how much it reads them.
         """
-        truths = check_images("truths", truths)
+        images, truths = check_images("images", images), check_images("truths", truths)
         check_tensor("truths", truths, shape=list(images.shape))
         camera = check_tensor("camera", camera, shape=[len(images), CAMERA_WIDTH], floating=True).to(self.device)
         steps = self.scheduler.config.num_train_timesteps

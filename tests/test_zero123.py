@@ -200,3 +200,8 @@ def test_denoised_guess_names_a_bad_timestep(tiny, timestep):
 def test_denoised_guess_names_truths_of_another_shape(tiny):
     with pytest.raises(ValueError, match="truths"):
         tiny.denoised_guess(torch.rand(2, 3, 32, 32), torch.rand(1, 3, 32, 32), relative_camera(15, 0, 15, 90.0), 500)
+
+
+def test_denoised_guess_names_images_that_are_not_a_tensor(tiny):
+    with pytest.raises(TypeError, match="images: expected a torch.Tensor"):
+        tiny.denoised_guess([[0.5]], torch.rand(1, 3, 32, 32), relative_camera(15, 0, 15, 90.0), 500)
